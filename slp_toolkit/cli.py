@@ -1,0 +1,279 @@
+"""`slp`: a thin argparse front. User errors print one line and exit 2; no tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from slp_toolkit.config import ConfigError, UserError, load_recipe, missing_paths, recipe_description
+
+EXIT_USER_ERROR = 2
+log = logging.getLogger("slp")
+
+
+def recipes_dir() -> Path:
+    """Shipped recipes: the repo's `recipes/` next to the package (editable installs and clones)."""
+    return Path(__file__).resolve().parent.parent / "recipes"
+
+
+def find_recipe(name: str) -> Path:
+    """A recipe path, or a shipped recipe's name as `slp ls` prints it (e.g. asr/ctc_quickstart)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (recipes_dir() / name, recipes_dir() / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"{name}: recipe file not found (see `slp ls` for shipped recipes)")
+
+
+def shipped_recipes() -> list[Path]:
+    root = recipes_dir()
+    return sorted(p for p in root.rglob("*.yaml") if p.parent.name != "accelerate") if root.is_dir() else []
+
+
+# ---------------------------------------------------------------- commands
+def cmd_ls(args) -> int:
+    root = recipes_dir()
+    rows = [(str(p.relative_to(root).with_suffix("")), recipe_description(p)) for p in shipped_recipes()]
+    width = max((len(n) for n, _ in rows), default=0)
+    for name, desc in rows:
+        print(f"{name:<{width}}  {desc}")
+    return 0
+
+
+def cmd_cp(args) -> int:
+    src = find_recipe(args.name)
+    dest = Path(args.dest)
+    if dest.is_dir():
+        dest = dest / src.name
+    if dest.exists() and not args.force:
+        raise ConfigError(f"{dest}: already exists (pass --force to overwrite)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)
+    print(f"copied {src} -> {dest}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    path = find_recipe(args.recipe)
+    recipe = load_recipe(path, args.overrides, check_paths=args.strict)
+    print(f"{path}: ok (task {recipe.task}, output_dir {recipe.output_dir})")
+    for problem in missing_paths(recipe, str(path)):
+        print(f"note: {problem} (create it before `slp train`)")
+    return 0
+
+
+def cmd_train(args) -> int:
+    recipe = load_recipe(find_recipe(args.recipe), args.overrides)  # validated before torch is imported
+    from slp_toolkit.evaluate import format_table
+    from slp_toolkit.train import train
+
+    metrics = train(recipe, resume=args.resume)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(format_table(metrics))
+        print(f"model saved to {recipe.output_dir}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from slp_toolkit.config import DataConfig
+    from slp_toolkit.data import load_split
+    from slp_toolkit.evaluate import evaluate_split, format_table, write_metrics
+    from slp_toolkit.tasks import detect_task
+
+    task = detect_task(args.model)
+    model, processor = task.load(args.model)
+    data_cfg = DataConfig(
+        text_column=args.text_column,
+        audio_column=args.audio_column,
+        min_seconds=0.0,
+        max_seconds=args.max_seconds,
+        normalize_text=False,
+    )
+    rate = _rate(processor)
+    ds = load_split(args.data, data_cfg, rate, task.needs, args.max_samples)
+    from slp_toolkit.evaluate import prepare
+
+    ds = prepare(ds, task, processor)
+    metrics, predictions = evaluate_split(task, model, processor, ds, args.batch_seconds)
+    out = Path(args.output_dir or Path(args.model) / "eval" / _split_name(args.data))
+    out.mkdir(parents=True, exist_ok=True)
+    write_metrics(metrics, out / "metrics.json")
+    with (out / "predictions.jsonl").open("w") as f:
+        for path, ref, pred in zip(ds["path"], _refs(ds), predictions, strict=True):
+            f.write(json.dumps({"path": str(path), "reference": ref, "prediction": pred}) + "\n")
+    print(format_table(metrics))
+    print(f"metrics written to {out / 'metrics.json'}")
+    return 0
+
+
+def cmd_transcribe(args) -> int:
+    from slp_toolkit.data import AudioError, read_audio
+    from slp_toolkit.evaluate import predict_split
+    from slp_toolkit.tasks import detect_task
+
+    task = detect_task(args.model)
+    model, processor = task.load(args.model)
+    rate = _rate(processor)
+    rows, failed = [], 0
+    for path in _audio_files(args.inputs):
+        try:
+            wave = read_audio(path, rate)
+        except AudioError as err:
+            print(f"{path}: skipped ({err})", file=sys.stderr)
+            failed += 1
+            continue
+        rows.append({"audio": wave, "duration": len(wave) / rate, "path": str(path)})
+    if not rows:
+        raise ConfigError(f"{' '.join(args.inputs)}: no readable audio files")
+    import datasets
+
+    ds = datasets.Dataset.from_list(rows).with_format("numpy")
+    predictions = predict_split(task, model, processor, ds, args.batch_seconds)
+    for row, text in zip(rows, predictions, strict=True):
+        print(json.dumps({"path": row["path"], "text": text}) if args.json else f"{row['path']}\t{text}")
+    return 1 if failed and args.strict else 0
+
+
+def cmd_synth(args) -> int:
+    from slp_toolkit.corpus import make_corpus
+
+    try:
+        summary = make_corpus(
+            args.out,
+            n=args.n,
+            voices=args.voices,
+            unseen_voices=args.unseen_voices,
+            seed=args.seed,
+            noise_snr_db=args.noise_snr,
+            sampling_rate=args.sampling_rate,
+            task=args.task,
+            workers=args.workers,
+        )
+    except ValueError as err:
+        raise ConfigError(f"slp data synth: {err}") from None
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_tiny(args) -> int:
+    from slp_toolkit.scratch import write_tiny_checkpoints
+
+    for name, path in write_tiny_checkpoints(args.out).items():
+        print(f"{name}: {path}")
+    return 0
+
+
+# ---------------------------------------------------------------- helpers
+def _rate(processor) -> int:
+    extractor = getattr(processor, "feature_extractor", processor)
+    return int(extractor.sampling_rate)
+
+
+def _refs(ds) -> list[str]:
+    for column in ("raw_text", "text", "label"):
+        if column in ds.column_names:
+            return [str(x) for x in ds[column]]
+    return [""] * len(ds)
+
+
+def _split_name(spec: str) -> str:
+    name = Path(spec.split("@")[-1]).name or "data"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _audio_files(inputs: list[str]) -> list[Path]:
+    from slp_toolkit.data import AUDIO_EXTENSIONS
+
+    files = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS)
+        else:
+            files.append(p)
+    return files
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slp", description="Fine-tune speech models from recipes.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ls", help="list shipped recipes with what they do")
+    p.set_defaults(func=cmd_ls)
+    p = sub.add_parser("cp", help="copy a shipped recipe to edit it")
+    p.add_argument("name", help="recipe name as `slp ls` prints it, e.g. asr/ctc_quickstart")
+    p.add_argument("dest", help="file or directory to copy to")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=cmd_cp)
+    for name, func, text in (
+        ("validate", cmd_validate, "check a recipe (and overrides) without running it"),
+        ("train", cmd_train, "train a recipe"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("recipe", help="recipe file or shipped recipe name")
+        p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.learning_rate=1e-4")
+        if name == "train":
+            p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+        else:
+            p.add_argument("--strict", action="store_true", help="paths that do not exist yet are errors")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("eval", help="evaluate a trained model on a split -> metrics.json")
+    p.add_argument("model", help="output dir of `slp train` (or a Hub name)")
+    p.add_argument("--data", required=True, help="audiofolder dir, .csv/.jsonl manifest or hf:NAME[:CONFIG]@SPLIT")
+    p.add_argument("--text-column", default=None)
+    p.add_argument("--audio-column", default=None)
+    p.add_argument("--max-samples", type=int, default=None)
+    p.add_argument("--max-seconds", type=float, default=60.0, help="skip longer clips")
+    p.add_argument("--batch-seconds", type=float, default=120.0, help="audio seconds per batch")
+    p.add_argument("--output-dir", default=None, help="default: MODEL/eval/<split name>")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("transcribe", help="transcribe audio files with a trained ASR model")
+    p.add_argument("model")
+    p.add_argument("inputs", nargs="+", help="audio files or directories")
+    p.add_argument("--batch-seconds", type=float, default=120.0)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any file was unreadable")
+    p.set_defaults(func=cmd_transcribe)
+
+    data = sub.add_parser("data", help="data tools").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("synth", help="write a synthetic espeak-ng speech corpus (audiofolder splits)")
+    p.add_argument("out", help="output directory")
+    p.add_argument("--n", type=int, default=3000, help="number of utterances in all splits")
+    p.add_argument("--voices", nargs="+", default=None, help="espeak-ng voices for train/validation/test")
+    p.add_argument("--unseen-voices", nargs="+", default=None, help="voices for test_unseen only")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise-snr", type=float, default=None, help="add noise at this SNR in dB")
+    p.add_argument("--sampling-rate", type=int, default=16000)
+    p.add_argument("--task", choices=["asr", "emotion"], default="asr")
+    p.add_argument("--workers", type=int, default=None)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("tiny", help="write tiny random-init checkpoints (for tests and offline trials)")
+    p.add_argument("out")
+    p.set_defaults(func=cmd_tiny)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

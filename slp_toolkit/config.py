@@ -1,0 +1,420 @@
+"""Recipes: plain YAML mapped onto frozen, typed dataclasses and validated once.
+
+Every default lives in a dataclass below. `load_recipe` is the only way in; any problem becomes a
+`ConfigError` whose message is one line naming the source (file or `<command line>`) and the dotted
+key. This module imports no torch so that `slp validate` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+CMDLINE = "<command line>"
+
+
+class UserError(ValueError):
+    """Something the user can fix; the message is the whole story (one line). The CLI prints it and
+    exits 2. Every module's own error class derives from this one."""
+
+
+class ConfigError(UserError):
+    """A recipe problem: the message names the source (file or `<command line>`) and the key."""
+
+
+def _check(**rules: Any) -> dict:
+    """Field metadata for value checks: min/max (inclusive), gt (exclusive), path (must exist)."""
+    return rules
+
+
+# ---------------------------------------------------------------- model sections (one per task family)
+@dataclass(frozen=True)
+class ModelConfig:
+    """How the model is obtained. `name_or_path` is a Hub name or a local dir; `init: scratch` builds a
+    randomly initialised model from `preset` instead (processors are still real ones)."""
+
+    name_or_path: str | None = None
+    init: Literal["pretrained", "scratch"] = "pretrained"
+    preset: str = "small"
+    sampling_rate: int = field(default=16000, metadata=_check(min=1000))
+    gradient_checkpointing: bool = False
+    dropout: float = field(default=0.0, metadata=_check(min=0.0, max=0.9))
+    layerdrop: float = field(default=0.0, metadata=_check(min=0.0, max=0.9))
+
+
+@dataclass(frozen=True)
+class CtcModelConfig(ModelConfig):
+    freeze_feature_encoder: bool = False
+    ctc_zero_infinity: bool = True
+    # SpecAugment, applied by the model itself in train mode.
+    mask_time_prob: float = field(default=0.05, metadata=_check(min=0.0, max=1.0))
+    mask_time_length: int = field(default=10, metadata=_check(min=1))
+    mask_feature_prob: float = field(default=0.0, metadata=_check(min=0.0, max=1.0))
+    mask_feature_length: int = field(default=10, metadata=_check(min=1))
+
+
+@dataclass(frozen=True)
+class Seq2SeqModelConfig(ModelConfig):
+    language: str | None = "english"
+    task: Literal["transcribe", "translate"] = "transcribe"
+    freeze_encoder: bool = False
+    num_beams: int = field(default=1, metadata=_check(min=1))
+    max_new_tokens: int = field(default=128, metadata=_check(min=1))
+    mask_time_prob: float = field(default=0.0, metadata=_check(min=0.0, max=1.0))
+    mask_feature_prob: float = field(default=0.0, metadata=_check(min=0.0, max=1.0))
+
+
+@dataclass(frozen=True)
+class EmotionModelConfig(ModelConfig):
+    family: Literal["wav2vec2", "hubert", "wavlm", "whisper"] = "wav2vec2"
+    freeze_feature_encoder: bool = True
+    class_weights: Literal["none", "balanced"] = "balanced"
+    labels: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class TtsModelConfig(ModelConfig):
+    speaker_embedding: Literal["table", "file", "xvector"] = "table"
+    speaker_embedding_dir: str | None = None
+    min_clips_per_speaker: int = field(default=1, metadata=_check(min=1))
+    vocoder: str = "griffin-lim"
+    guided_attention_weight: float = field(default=1.0, metadata=_check(min=0.0))
+    judge_asr: str | None = None
+
+
+MODEL_CONFIGS: dict[str, type[ModelConfig]] = {
+    "asr_ctc": CtcModelConfig,
+    "asr_seq2seq": Seq2SeqModelConfig,
+    "emotion": EmotionModelConfig,
+    "tts": TtsModelConfig,
+}
+
+
+# ---------------------------------------------------------------- the shared sections
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the audio is. Each of train/eval is an audiofolder dir, a .csv/.jsonl manifest, or
+    `hf:NAME[:CONFIG]@SPLIT` for a Hub dataset."""
+
+    train: str | None = None
+    eval: str | None = None
+    audio_column: str | None = None  # None: the first of file_name/audio/path/... that exists
+    text_column: str | None = None  # None: the first of transcription/text/sentence/... that exists
+    label_column: str = "label"
+    speaker_column: str = "speaker"
+    min_seconds: float = field(default=0.2, metadata=_check(min=0.0))
+    max_seconds: float = field(default=20.0, metadata=_check(gt=0.0))
+    normalize_text: bool = True
+    max_train_samples: int | None = field(default=None, metadata=_check(min=1))
+    max_eval_samples: int | None = field(default=None, metadata=_check(min=1))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    learning_rate: float = field(default=3e-4, metadata=_check(gt=0.0))
+    weight_decay: float = field(default=0.0, metadata=_check(min=0.0))
+    warmup: float = field(default=0.1, metadata=_check(min=0.0, max=1.0))  # fraction of the run
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    max_steps: int | None = field(default=None, metadata=_check(min=1))
+    epochs: float | None = field(default=None, metadata=_check(gt=0.0))
+    max_minutes: float | None = field(default=None, metadata=_check(gt=0.0))
+    batch_seconds: float = field(default=120.0, metadata=_check(gt=0.0))  # audio per batch, summed
+    max_batch_size: int = field(default=64, metadata=_check(min=1))
+    grad_accum: int = field(default=1, metadata=_check(min=1))
+    max_grad_norm: float = field(default=1.0, metadata=_check(gt=0.0))
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    eval_every: int = field(default=200, metadata=_check(min=1))  # steps
+    eval_every_minutes: float | None = field(default=None, metadata=_check(gt=0.0))
+    metric_for_best: str | None = None  # None: the task's main metric
+    early_stopping_patience: int | None = field(default=None, metadata=_check(min=1))
+    log_every: int = field(default=10, metadata=_check(min=1))
+    keep_checkpoints: int = field(default=1, metadata=_check(min=1))
+    num_threads: int | None = field(default=None, metadata=_check(min=1))
+    shuffle: bool = True
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    r: int = field(default=8, metadata=_check(min=1))
+    alpha: float = field(default=16.0, metadata=_check(gt=0.0))
+    dropout: float = field(default=0.05, metadata=_check(min=0.0, max=0.9))
+    target_modules: list[str] | None = None  # None: the family's attention projections
+    modules_to_save: list[str] | None = None  # None: the task's new head
+
+
+@dataclass(frozen=True)
+class Recipe:
+    task: str
+    model: ModelConfig
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    lora: LoraConfig | None = None
+    output_dir: str = "outputs/run"
+
+
+TASK_NAMES = tuple(MODEL_CONFIGS)
+
+
+# ---------------------------------------------------------------- loading and validation
+def load_recipe(path: str | Path, overrides: list[str] | None = None, check_paths: bool = True) -> Recipe:
+    """Read a recipe file, apply `key.sub=value` overrides, and validate everything once.
+
+    With `check_paths=False` paths that do not exist yet (data a later step writes) are not errors;
+    `missing_paths` lists them."""
+    path = Path(path)
+    src = str(path)
+    if not path.is_file():
+        raise ConfigError(f"{src}: recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"{src}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{src}: a recipe must be a mapping of sections, got {type(raw).__name__}")
+    sources: dict[str, str] = {}
+    for item in overrides or []:
+        key, value = _parse_override(item)
+        _set_dotted(raw, key, value)
+        sources[key] = CMDLINE
+    recipe = recipe_from_dict(raw, src, sources)
+    if check_paths:
+        for problem in missing_paths(recipe, src, sources):
+            raise ConfigError(problem)
+    return recipe
+
+
+def missing_paths(recipe: Recipe, src: str = "<recipe>", sources: dict[str, str] | None = None) -> list[str]:
+    """One message per local path in the recipe that does not exist."""
+    sources = sources or {}
+    found = []
+    m, d = recipe.model, recipe.data
+    if m.init == "pretrained" and _looks_local(m.name_or_path) and not Path(m.name_or_path).exists():
+        found.append(
+            f"{_src_for('model.name_or_path', src, sources)}: 'model.name_or_path' path does not exist: {m.name_or_path}"
+        )
+    for key in ("train", "eval"):
+        spec = getattr(d, key)
+        if spec and not spec.startswith("hf:") and not Path(spec).exists():
+            found.append(f"{_src_for('data.' + key, src, sources)}: 'data.{key}' path does not exist: {spec}")
+    return found
+
+
+def recipe_from_dict(raw: dict, src: str = "<recipe>", sources: dict[str, str] | None = None) -> Recipe:
+    """Validate a plain dict (as read from YAML) into a Recipe."""
+    sources = sources or {}
+    task = raw.get("task")
+    if task is None:
+        raise ConfigError(f"{src}: missing required key 'task' (one of {_fmt_choices(TASK_NAMES)})")
+    if task not in MODEL_CONFIGS:
+        raise ConfigError(
+            f"{sources.get('task', src)}: 'task' must be one of {_fmt_choices(TASK_NAMES)}, "
+            f"got {task!r}{_suggest(str(task), TASK_NAMES)}"
+        )
+    fields = {f.name: f for f in dataclasses.fields(Recipe)}
+    hints = {"model": MODEL_CONFIGS[task]}
+    values: dict[str, Any] = {"task": task}
+    for key, value in raw.items():
+        if key == "task":
+            continue
+        if key not in fields:
+            raise ConfigError(f"{_src_for(key, src, sources)}: unknown key {key!r}{_suggest(key, fields)}")
+        hint = hints.get(key, _hints(Recipe)[key])
+        values[key] = _convert(value, hint, key, src, sources)
+    if "model" not in values:
+        values["model"] = MODEL_CONFIGS[task]()
+    recipe = Recipe(**values)
+    _validate_semantics(recipe, src, sources)
+    return recipe
+
+
+def _validate_semantics(recipe: Recipe, src: str, sources: dict[str, str]) -> None:
+    def fail(key: str, msg: str) -> None:
+        raise ConfigError(f"{_src_for(key, src, sources)}: {msg}")
+
+    m, d, t = recipe.model, recipe.data, recipe.train
+    if m.init == "pretrained" and not m.name_or_path:
+        fail("model.name_or_path", "missing required key 'model.name_or_path' (or set model.init: scratch)")
+    if d.train is None:
+        fail("data.train", "missing required key 'data.train'")
+    if d.min_seconds >= d.max_seconds:
+        fail("data.min_seconds", f"'data.min_seconds' ({d.min_seconds}) must be < data.max_seconds")
+    if t.max_steps is None and t.epochs is None and t.max_minutes is None:
+        fail("train.max_steps", "set at least one of train.max_steps, train.epochs, train.max_minutes")
+
+
+def _looks_local(name: str | None) -> bool:
+    return bool(name) and (name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists())
+
+
+# ---------------------------------------------------------------- generic dataclass conversion
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _convert(value: Any, hint: Any, key: str, src: str, sources: dict[str, str]) -> Any:
+    where = _src_for(key, src, sources)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], key, src, sources)
+    if dataclasses.is_dataclass(hint):
+        return _convert_section(value, hint, key, src, sources)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(
+                f"{where}: {key!r} must be one of {_fmt_choices(args)}, got {value!r}"
+                f"{_suggest(str(value), [str(a) for a in args])}"
+            )
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {key!r} must be a list, got {_show(value)}")
+        return [_convert(v, args[0], f"{key}[{i}]", src, sources) for i, v in enumerate(value)]
+    return _convert_scalar(value, hint, key, where)
+
+
+_FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _convert_scalar(value: Any, hint: Any, key: str, where: str) -> Any:
+    if value is None:
+        raise ConfigError(f"{where}: {key!r} must not be empty (expected {_type_name(hint)})")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        # PyYAML reads `1e-4` (no dot) as a string; accept it as the number everyone means.
+        if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    else:  # pragma: no cover - a dataclass field of an unsupported type is a bug here
+        raise TypeError(f"unsupported config type {hint!r} for {key}")
+    raise ConfigError(f"{where}: {key!r} must be {_type_name(hint)}, got {_show(value)}")
+
+
+def _convert_section(value: Any, cls: type, key: str, src: str, sources: dict[str, str]) -> Any:
+    where = _src_for(key, src, sources)
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key!r} must be a mapping of keys, got {_show(value)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = _hints(cls)
+    kwargs = {}
+    for sub, v in value.items():
+        dotted = f"{key}.{sub}"
+        if sub not in fields:
+            options = [f"{key}.{f}" for f in fields]
+            raise ConfigError(f"{_src_for(dotted, src, sources)}: unknown key {dotted!r}{_suggest(dotted, options)}")
+        kwargs[sub] = _convert(v, hints[sub], dotted, src, sources)
+        _check_range(kwargs[sub], fields[sub].metadata, dotted, _src_for(dotted, src, sources))
+    return cls(**kwargs)
+
+
+def _check_range(value: Any, rules: Any, key: str, where: str) -> None:
+    if value is None or not rules:
+        return
+    if "min" in rules and value < rules["min"]:
+        raise ConfigError(f"{where}: {key!r} must be >= {rules['min']}, got {value}")
+    if "max" in rules and value > rules["max"]:
+        raise ConfigError(f"{where}: {key!r} must be <= {rules['max']}, got {value}")
+    if "gt" in rules and value <= rules["gt"]:
+        raise ConfigError(f"{where}: {key!r} must be > {rules['gt']}, got {value}")
+
+
+# ---------------------------------------------------------------- overrides and small helpers
+def _parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"{CMDLINE}: override {item!r} must look like key.sub=value")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+        raise ConfigError(f"{CMDLINE}: override {item!r} has a malformed key {key!r}")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    return key, value
+
+
+def _set_dotted(raw: dict, key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    node = raw
+    for i, part in enumerate(parents):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            dotted = ".".join(parents[: i + 1])
+            raise ConfigError(f"{CMDLINE}: cannot set {key!r}: {dotted!r} is not a section")
+        node = child
+    node[last] = value
+
+
+def _src_for(key: str, src: str, sources: dict[str, str]) -> str:
+    parts = key.split(".")
+    for i in range(len(parts), 0, -1):
+        if ".".join(parts[:i]) in sources:
+            return sources[".".join(parts[:i])]
+    return src
+
+
+def _suggest(word: str, options: Any) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _fmt_choices(choices: Any) -> str:
+    return ", ".join(repr(c) for c in choices)
+
+
+def _show(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _type_name(hint: Any) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+# ---------------------------------------------------------------- writing back
+def recipe_to_dict(recipe: Recipe) -> dict:
+    return dataclasses.asdict(recipe)
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> None:
+    """Write the fully resolved recipe (every default spelled out) next to the run's outputs."""
+    Path(path).write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+
+
+def recipe_description(path: str | Path) -> str:
+    """The first comment line of a recipe file: what it does."""
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("#").strip()
+        if line.strip():
+            break
+    return ""

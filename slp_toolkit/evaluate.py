@@ -1,0 +1,84 @@
+"""Evaluation: task.predict over a split, batched by length, then task.metrics -> metrics.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from slp_toolkit.data import length_batches
+from slp_toolkit.tasks import Task
+
+
+def examples_at(ds, indices: list[int]) -> list[dict]:
+    """Rows of a (numpy-formatted) dataset as a list of per-example dicts."""
+    cols = ds[list(indices)]
+    return [{k: v[i] for k, v in cols.items()} for i in range(len(indices))]
+
+
+def processor_fingerprint(processor) -> str:
+    """A stable hash of what preprocessing depends on, so cached features match their processor."""
+    h = hashlib.sha256()
+    for part in ("feature_extractor", "tokenizer"):
+        obj = getattr(processor, part, None)
+        if obj is not None and hasattr(obj, "get_vocab"):
+            h.update(json.dumps(sorted(obj.get_vocab().items())).encode())
+        elif obj is not None and hasattr(obj, "to_json_string"):
+            h.update(obj.to_json_string().encode())
+    if hasattr(processor, "to_json_string") and not hasattr(processor, "feature_extractor"):
+        h.update(processor.to_json_string().encode())
+    return h.hexdigest()[:16]
+
+
+def prepare(ds, task: Task, processor):
+    """Run the task's per-example preprocessing once; datasets caches it beside the decoded audio."""
+    fingerprint = hashlib.sha256(f"{ds._fingerprint}|{task.name}|{processor_fingerprint(processor)}".encode())
+    return ds.map(
+        lambda ex: task.preprocess(ex, processor),
+        new_fingerprint=fingerprint.hexdigest()[:16],
+        desc=f"{task.name}: preprocessing",
+    ).with_format("numpy")
+
+
+def predict_split(task: Task, model, processor, ds, batch_seconds: float, max_batch_size: int = 32) -> list:
+    """Predictions in dataset order, computed in length-sorted batches (little padding)."""
+    durations = np.asarray(ds["duration"], dtype=np.float64)
+    batches = length_batches(durations, batch_seconds, max_batch_size, seed=0, epoch=0, shuffle=False)
+    predictions: list = [None] * len(ds)
+    model.eval()
+    for idx in batches:
+        for i, p in zip(idx, task.predict(model, processor, examples_at(ds, idx)), strict=True):
+            predictions[i] = p
+    return predictions
+
+
+def evaluate_split(task: Task, model, processor, ds, batch_seconds: float) -> tuple[dict, list]:
+    predictions = predict_split(task, model, processor, ds, batch_seconds)
+    examples = examples_at(ds, list(range(len(ds))))
+    return task.metrics(predictions, examples), predictions
+
+
+def write_metrics(metrics: dict, path: Path) -> None:
+    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(clean, indent=2))
+    tmp.replace(path)
+
+
+def format_table(metrics: dict) -> str:
+    """A plain two-column table: headline metrics first, per-group breakdown after."""
+    head = [(k, v) for k, v in metrics.items() if "/" not in k]
+    groups = [(k, v) for k, v in metrics.items() if "/" in k]
+    width = max((len(k) for k, _ in head + groups), default=10)
+    lines = [f"{k:<{width}}  {_fmt(v)}" for k, v in head]
+    if groups:
+        lines.append("")
+        lines += [f"{k:<{width}}  {_fmt(v)}" for k, v in groups]
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)

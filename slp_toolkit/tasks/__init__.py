@@ -1,0 +1,128 @@
+"""The Task interface and its registry. One file per task fills a `Task` and calls `register`.
+
+The training loop, evaluation and the CLI only ever talk to a Task; none of them branch on its name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slp_toolkit.config import ModelConfig, Recipe, UserError
+
+
+class ModelLoadError(UserError):
+    """A model or processor could not be loaded; the message names it and says why in one line."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a task must say for the shared loop, evaluation and CLI to run it.
+
+    build(recipe, train_ds) -> (model, processor)       a fresh model to train (vocab/labels from data)
+    load(model_dir) -> (model, processor)                a trained model to evaluate or serve
+    preprocess(example, processor) -> dict               per-example features, computed once and cached
+    collate(examples, processor) -> dict of tensors      one padded batch; `labels` included when known
+    predict(model, processor, examples) -> list          predictions for a list of examples
+    metrics(predictions, examples) -> dict[str, float]   scores against the examples' references
+    """
+
+    name: str
+    needs: tuple[str, ...]
+    build: Callable[[Recipe, Any], tuple[Any, Any]]
+    load: Callable[[str], tuple[Any, Any]]
+    preprocess: Callable[[dict, Any], dict]
+    collate: Callable[[list[dict], Any], dict]
+    predict: Callable[[Any, Any, list[dict]], list]
+    metrics: Callable[[list, list[dict]], dict]
+    main_metric: str
+    greater_is_better: bool
+    pipeline_tag: str
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    lora_heads: tuple[str, ...] = ()
+
+
+TASKS: dict[str, Task] = {}
+_MODULES = {"asr_ctc": "asr_ctc", "asr_seq2seq": "asr_seq2seq", "emotion": "emotion", "tts": "tts"}
+
+
+def register(task: Task) -> Task:
+    if task.name in TASKS:
+        raise ValueError(f"task {task.name!r} registered twice")
+    TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    """Import the task's module on first use (so `slp validate` never imports torch)."""
+    if name not in TASKS:
+        if name not in _MODULES:
+            raise ModelLoadError(f"unknown task {name!r} (known: {', '.join(_MODULES)})")
+        try:
+            importlib.import_module(f"slp_toolkit.tasks.{_MODULES[name]}")
+        except ModuleNotFoundError as err:
+            if err.name == f"slp_toolkit.tasks.{_MODULES[name]}":
+                raise ModelLoadError(f"task {name!r} is not implemented in this version yet") from None
+            raise
+    return TASKS[name]
+
+
+def model_sampling_rate(cfg: ModelConfig) -> int:
+    """The rate the model expects: the preset's for scratch models, else the feature extractor's."""
+    if cfg.init == "scratch":
+        return cfg.sampling_rate
+    from transformers import AutoFeatureExtractor
+
+    extractor = load_or_fail(AutoFeatureExtractor.from_pretrained, cfg.name_or_path, "feature extractor")
+    return int(extractor.sampling_rate)
+
+
+def load_or_fail(loader: Callable, name: str, what: str, **kwargs) -> Any:
+    """Call a `from_pretrained` and turn its many failure modes into one line."""
+    try:
+        return loader(name, **kwargs)
+    except OSError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(f"cannot load {what} from {name!r}: {first[:300]}") from None
+    except (ValueError, KeyError) as err:
+        raise ModelLoadError(f"cannot load {what} from {name!r}: {type(err).__name__}: {str(err)[:300]}") from None
+
+
+_ARCH_TASKS = (
+    ("ForCTC", "asr_ctc"),
+    ("WhisperForConditionalGeneration", "asr_seq2seq"),
+    ("ForSpeechSeq2Seq", "asr_seq2seq"),
+    ("ForTextToSpeech", "tts"),
+    ("ForAudioClassification", "emotion"),
+    ("ForSequenceClassification", "emotion"),
+)
+
+
+def detect_task(model: str) -> Task:
+    """The task of a trained model: from the recipe saved beside it, else from its architecture."""
+    from pathlib import Path
+
+    import yaml
+
+    recipe = Path(model) / "recipe.yaml"
+    if recipe.is_file():
+        name = (yaml.safe_load(recipe.read_text()) or {}).get("task")
+        if name:
+            return get_task(name)
+    adapter = Path(model) / "adapter_config.json"
+    if adapter.is_file():
+        import json
+
+        base = json.loads(adapter.read_text()).get("base_model_name_or_path")
+        if base:
+            return detect_task(base)
+    from transformers import AutoConfig
+
+    config = load_or_fail(AutoConfig.from_pretrained, model, "model config")
+    for arch in config.architectures or []:
+        for suffix, name in _ARCH_TASKS:
+            if suffix in arch:
+                return get_task(name)
+    raise ModelLoadError(f"{model}: cannot tell which task this model is for (architectures: {config.architectures})")

@@ -1,0 +1,182 @@
+"""Task asr_ctc: character CTC speech recognition (wav2vec2, HuBERT, WavLM... any AutoModelForCTC)."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import numpy as np
+import torch
+
+from slp_toolkit.config import CtcModelConfig, Recipe
+from slp_toolkit.metrics import asr_metrics
+from slp_toolkit.tasks import ModelLoadError, Task, load_or_fail, register
+from slp_toolkit.text import ctc_vocab
+
+log = logging.getLogger("slp")
+
+
+def _config_overrides(cfg: CtcModelConfig, pad_token_id: int, vocab_size: int) -> dict:
+    return {
+        "ctc_zero_infinity": cfg.ctc_zero_infinity,
+        "ctc_loss_reduction": "mean",
+        "mask_time_prob": cfg.mask_time_prob,
+        "mask_time_length": cfg.mask_time_length,
+        "mask_feature_prob": cfg.mask_feature_prob,
+        "mask_feature_length": cfg.mask_feature_length,
+        "hidden_dropout": cfg.dropout,
+        "attention_dropout": cfg.dropout,
+        "activation_dropout": cfg.dropout,
+        "feat_proj_dropout": cfg.dropout,
+        "final_dropout": cfg.dropout,
+        "layerdrop": cfg.layerdrop,
+        "pad_token_id": pad_token_id,
+        "vocab_size": vocab_size,
+    }
+
+
+def build(recipe: Recipe, train_ds) -> tuple:
+    from slp_toolkit import scratch
+
+    cfg: CtcModelConfig = recipe.model
+    texts = list(train_ds["text"])
+    if cfg.init == "scratch":
+        vocab, _ = ctc_vocab(texts)
+        processor = scratch.ctc_processor(vocab, cfg.sampling_rate)
+        tok = processor.tokenizer
+        model, _ = scratch.build_ctc(
+            vocab, cfg.preset, cfg.sampling_rate, **_config_overrides(cfg, tok.pad_token_id, len(tok))
+        )
+    else:
+        processor = _pretrained_processor(cfg.name_or_path, texts, cfg.sampling_rate)
+        tok = processor.tokenizer
+        from transformers import AutoModelForCTC
+
+        model = load_or_fail(
+            AutoModelForCTC.from_pretrained,
+            cfg.name_or_path,
+            "CTC model",
+            ignore_mismatched_sizes=True,
+            **_config_overrides(cfg, tok.pad_token_id, len(tok)),
+        )
+    check_head(model, processor, cfg.name_or_path or "scratch")
+    if cfg.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
+        model.freeze_feature_encoder()
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return model, processor
+
+
+def _pretrained_processor(name: str, texts: list[str], sampling_rate: int):
+    """Keep an existing CTC tokenizer (reporting characters it lacks); build one from the training
+    text when the checkpoint has none (e.g. a self-supervised wav2vec2-base)."""
+    from transformers import AutoFeatureExtractor, AutoTokenizer, Wav2Vec2Processor
+
+    from slp_toolkit import scratch
+
+    extractor = load_or_fail(AutoFeatureExtractor.from_pretrained, name, "feature extractor")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError, KeyError, TypeError):
+        tokenizer = None
+    if tokenizer is None or not hasattr(tokenizer, "word_delimiter_token"):
+        vocab, _ = ctc_vocab(texts)
+        log.info("%s has no CTC tokenizer: built one from the training text (%d symbols)", name, len(vocab))
+        return scratch.ctc_processor(vocab, int(extractor.sampling_rate))
+    report_unknown_chars(tokenizer, texts, name)
+    return Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer)
+
+
+def report_unknown_chars(tokenizer, texts: list[str], name: str) -> Counter:
+    """Characters of the data the tokenizer cannot spell: they become [UNK] in the targets."""
+    _, counts = ctc_vocab(_fit_case(t, tokenizer) for t in texts)
+    known = set(tokenizer.get_vocab())
+    missing = Counter({c: n for c, n in counts.items() if c not in known})
+    if missing:
+        shown = ", ".join(f"{c!r}x{n}" for c, n in missing.most_common(12))
+        log.warning("%s: the vocabulary lacks %d characters of the data (-> [UNK]): %s", name, len(missing), shown)
+    return missing
+
+
+def check_head(model, processor, name: str) -> None:
+    """Fail early, with a fix, when the output layer cannot emit the tokenizer's ids."""
+    head = model.config.vocab_size
+    tok = len(processor.tokenizer)
+    if head < tok:
+        raise ModelLoadError(
+            f"{name}: the CTC head has {head} outputs but the tokenizer has {tok} tokens; "
+            "use a tokenizer that matches the checkpoint or start from a model without a CTC head"
+        )
+
+
+def load(model_dir: str) -> tuple:
+    from transformers import AutoModelForCTC, AutoProcessor
+
+    processor = load_or_fail(AutoProcessor.from_pretrained, model_dir, "processor")
+    model = load_or_fail(AutoModelForCTC.from_pretrained, model_dir, "CTC model")
+    check_head(model, processor, model_dir)
+    return model.eval(), processor
+
+
+def preprocess(example: dict, processor) -> dict:
+    text = _fit_case(example["text"], processor.tokenizer)
+    return {"labels": processor.tokenizer(text, add_special_tokens=False).input_ids}
+
+
+def _fit_case(text: str, tokenizer) -> str:
+    """Upper-case targets for checkpoints whose vocabulary is upper-case (e.g. wav2vec2-base-960h):
+    our normalised text is lower-case and would otherwise become all [UNK]."""
+    letters = [t for t in tokenizer.get_vocab() if len(t) == 1 and t.isalpha()]
+    if letters and sum(t.isupper() for t in letters) > len(letters) / 2:
+        return text.upper()
+    return text
+
+
+def collate(examples: list[dict], processor) -> dict:
+    extractor = processor.feature_extractor
+    batch = extractor(
+        [np.asarray(e["audio"], dtype=np.float32) for e in examples],
+        sampling_rate=extractor.sampling_rate,
+        padding=True,
+        return_tensors="pt",
+    )
+    if examples and "labels" in examples[0]:
+        longest = max(len(e["labels"]) for e in examples)
+        labels = torch.full((len(examples), longest), -100, dtype=torch.long)
+        for i, e in enumerate(examples):
+            labels[i, : len(e["labels"])] = torch.as_tensor(e["labels"], dtype=torch.long)
+        batch["labels"] = labels
+    return dict(batch)
+
+
+@torch.no_grad()
+def predict(model, processor, examples: list[dict]) -> list[str]:
+    batch = collate([{"audio": e["audio"]} for e in examples], processor)
+    device = next(model.parameters()).device
+    logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+    return processor.batch_decode(logits.argmax(-1).cpu().numpy())
+
+
+def metrics(predictions: list[str], examples: list[dict]) -> dict:
+    refs = [e.get("raw_text", e.get("text", "")) for e in examples]
+    groups = [e.get("speaker", "") for e in examples]
+    return asr_metrics(predictions, refs, groups)
+
+
+TASK = register(
+    Task(
+        name="asr_ctc",
+        needs=("text",),
+        build=build,
+        load=load,
+        preprocess=preprocess,
+        collate=collate,
+        predict=predict,
+        metrics=metrics,
+        main_metric="cer",
+        greater_is_better=False,
+        pipeline_tag="automatic-speech-recognition",
+        lora_targets=("q_proj", "k_proj", "v_proj", "out_proj"),
+        lora_heads=("lm_head",),
+    )
+)

@@ -1,0 +1,334 @@
+"""The training loop: one for every task, on Accelerate. loss = model(**task.collate(examples)).loss.
+
+Batches hold a budget of audio seconds (lengths computed once at decode time); every process takes
+an equal slice of each global batch, so one and N processes see the same data. The learning-rate
+schedule follows the run's progress, the largest of steps/max_steps, time/max_minutes and
+epochs/epochs, so a time-budgeted run still warms up and decays. Checkpoints (model, optimizer, RNG,
+position in the epoch) are written atomically; `--resume` continues from the newest one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slp_toolkit.config import Recipe, TrainConfig, UserError, save_recipe
+from slp_toolkit.data import length_batches, load_split
+from slp_toolkit.evaluate import evaluate_split, examples_at, prepare, write_metrics
+from slp_toolkit.tasks import Task, get_task, model_sampling_rate
+
+log = logging.getLogger("slp")
+
+
+class TrainError(UserError):
+    """A run that cannot start or continue; the message says what to do."""
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    elapsed: float = 0.0  # seconds of this run, summed over resumes
+    audio_seconds: float = 0.0
+    best: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+    history: list = field(default_factory=list)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, path: Path) -> TrainState:
+        return cls(**json.loads(path.read_text()))
+
+
+def lr_factor(cfg: TrainConfig, progress: float) -> float:
+    if progress < cfg.warmup:
+        return (progress + 1e-3) / cfg.warmup
+    if cfg.schedule == "constant":
+        return 1.0
+    rest = min(1.0, (progress - cfg.warmup) / max(1e-9, 1.0 - cfg.warmup))
+    return 1.0 - rest if cfg.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * rest))
+
+
+def progress_of(cfg: TrainConfig, state: TrainState, epoch_fraction: float) -> float:
+    parts = [0.0]
+    if cfg.max_steps:
+        parts.append(state.step / cfg.max_steps)
+    if cfg.max_minutes:
+        parts.append(state.elapsed / (60 * cfg.max_minutes))
+    if cfg.epochs:
+        parts.append((state.epoch + epoch_fraction) / cfg.epochs)
+    return max(parts)
+
+
+def checkpoints(out: Path) -> list[Path]:
+    return sorted((out / "checkpoints").glob("step-*"))
+
+
+def train(recipe: Recipe, resume: bool = False) -> dict:
+    """Train `recipe` and export the best model into `recipe.output_dir`; returns its metrics."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    task, cfg, out = get_task(recipe.task), recipe.train, Path(recipe.output_dir)
+    found = checkpoints(out)
+    if resume and not found:
+        raise TrainError(f"{out}: no checkpoint to resume from (run without --resume to start)")
+    if found and not resume:
+        raise TrainError(f"{out}: already holds checkpoints; pass --resume to continue or pick another output_dir")
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
+    set_seed(cfg.seed)
+    main = accelerator.is_main_process
+
+    rate = model_sampling_rate(recipe.model)
+    d = recipe.data
+    train_ds = load_split(d.train, d, rate, task.needs, d.max_train_samples)
+    eval_ds = load_split(d.eval, d, rate, task.needs, d.max_eval_samples) if d.eval else None
+    model, processor = task.build(recipe, train_ds)
+    train_ds = prepare(train_ds, task, processor)
+    if recipe.lora is not None:
+        from slp_toolkit.lora import apply_lora
+
+        model = apply_lora(model, recipe.lora, task)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_recipe(recipe, out / "recipe.yaml")
+        processor.save_pretrained(out)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    state = TrainState()
+    if resume:
+        accelerator.load_state(str(found[-1]))
+        state = TrainState.load(found[-1] / "state.json")
+        log.info("resumed from %s (step %d)", found[-1], state.step)
+
+    writer = _tensorboard(out) if main else None
+    durations = np.asarray(train_ds["duration"], dtype=np.float64)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    run = _Run(task, recipe, accelerator, model, optimizer, processor, eval_ds, state, out, writer)
+    start, losses, nonfinite = time.perf_counter() - state.elapsed, [], 0
+    bar = _progress(main, cfg, state)
+    while not run.finished(0.0):
+        batches = length_batches(
+            durations, cfg.batch_seconds, cfg.max_batch_size, cfg.seed, state.epoch, cfg.shuffle, world
+        )
+        if not batches:
+            raise TrainError(f"{d.train}: no batch fits train.batch_seconds={cfg.batch_seconds}")
+        while state.batch_in_epoch < len(batches) and not run.finished(state.batch_in_epoch / len(batches)):
+            idx = batches[state.batch_in_epoch]
+            share = len(idx) // world
+            batch = task.collate(examples_at(train_ds, idx[rank * share : (rank + 1) * share]), processor)
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            state.batch_in_epoch += 1
+            with accelerator.accumulate(model):
+                progress = progress_of(cfg, state, state.batch_in_epoch / len(batches))
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.learning_rate * lr_factor(cfg, progress)
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            loss_value = accelerator.reduce(loss.detach(), "mean").item()
+            nonfinite = nonfinite + 1 if not math.isfinite(loss_value) else 0
+            if nonfinite >= 20:
+                raise TrainError(f"loss is not finite for 20 steps at step {state.step}: lower train.learning_rate")
+            losses.append(loss_value)
+            state.audio_seconds += float(durations[idx].sum())
+            state.elapsed = run.shared_time(time.perf_counter() - start)
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1
+            if state.step % cfg.log_every == 0 or state.step == 1:
+                run.log_train(losses, optimizer.param_groups[0]["lr"], bar)
+                losses = []
+            if bar is not None:
+                bar.update(1)
+            if run.eval_due():
+                run.evaluate_and_checkpoint()
+        if state.batch_in_epoch >= len(batches):
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+    if bar is not None:
+        bar.close()
+    return run.finish()
+
+
+class _Run:
+    """The loop's bookkeeping: stopping rules, evaluation, checkpoints and the final export."""
+
+    def __init__(
+        self,
+        task: Task,
+        recipe: Recipe,
+        accelerator,
+        model,
+        optimizer,
+        processor,
+        eval_ds,
+        state,
+        out,
+        writer,
+    ):
+        self.task, self.recipe, self.cfg, self.acc = task, recipe, recipe.train, accelerator
+        self.model, self.optimizer, self.processor, self.eval_ds = model, optimizer, processor, eval_ds
+        self.state, self.out, self.writer = state, out, writer
+        self.last_eval_time = state.elapsed
+        self.stop_early = False
+        self.metric = self.cfg.metric_for_best or task.main_metric
+
+    def finished(self, epoch_fraction: float) -> bool:
+        c, s = self.cfg, self.state
+        if self.stop_early or (c.max_steps and s.step >= c.max_steps):
+            return True
+        if c.max_minutes and s.elapsed >= 60 * c.max_minutes:
+            return True
+        return bool(c.epochs and s.epoch + epoch_fraction >= c.epochs)
+
+    def shared_time(self, seconds: float) -> float:
+        """Every process must agree on elapsed time, or time-based schedules and stops diverge."""
+        if self.acc.num_processes == 1:
+            return seconds
+        from accelerate.utils import broadcast
+
+        return float(broadcast(torch.tensor([seconds], device=self.acc.device), from_process=0).item())
+
+    def eval_due(self) -> bool:
+        c, s = self.cfg, self.state
+        if c.eval_every_minutes and s.elapsed - self.last_eval_time >= 60 * c.eval_every_minutes:
+            return True
+        return s.step % c.eval_every == 0
+
+    def log_train(self, losses: list[float], lr: float, bar) -> None:
+        s = self.state
+        loss = float(np.mean(losses)) if losses else float("nan")
+        speed = s.audio_seconds / max(s.elapsed, 1e-9)
+        s.history.append({"step": s.step, "loss": loss, "lr": lr, "elapsed": round(s.elapsed, 2)})
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", audio_s_per_s=f"{speed:.0f}")
+        if self.writer is not None:
+            self.writer.add_scalar("train/loss", loss, s.step)
+            self.writer.add_scalar("train/lr", lr, s.step)
+            self.writer.add_scalar("train/audio_seconds_per_second", speed, s.step)
+
+    def evaluate(self) -> dict | None:
+        if self.eval_ds is None:
+            return None
+        metrics = None
+        if self.acc.is_main_process:
+            model = self.acc.unwrap_model(self.model)
+            metrics, _ = evaluate_split(self.task, model, self.processor, self.eval_ds, self.cfg.batch_seconds)
+            model.train()
+        return metrics
+
+    def evaluate_and_checkpoint(self) -> None:
+        s, c = self.state, self.cfg
+        metrics = self.evaluate()
+        self.last_eval_time = s.elapsed
+        flags = torch.zeros(2, device=self.acc.device)
+        if metrics is not None:
+            value = metrics[self.metric]
+            s.history.append({"step": s.step, "eval": {k: v for k, v in metrics.items() if "/" not in k}})
+            better = s.best is None or (value > s.best if self.task.greater_is_better else value < s.best)
+            if better:
+                s.best, s.best_step, s.bad_evals = value, s.step, 0
+                self._export(self.out / "best")
+            else:
+                s.bad_evals += 1
+            flags[0] = float(better)
+            flags[1] = float(bool(c.early_stopping_patience and s.bad_evals >= c.early_stopping_patience))
+            log.info("step %d: %s", s.step, "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "/" not in k))
+            if self.writer is not None:
+                for k, v in metrics.items():
+                    self.writer.add_scalar(f"eval/{k}", v, s.step)
+        if self.acc.num_processes > 1:
+            from accelerate.utils import broadcast
+
+            flags = broadcast(flags, from_process=0)
+        self.stop_early = bool(flags[1].item())
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Save everything needed to resume, atomically: a temp dir renamed into place."""
+        s, ckpts = self.state, self.out / "checkpoints"
+        final, tmp = ckpts / f"step-{s.step:07d}", ckpts / f".tmp-step-{s.step:07d}"
+        if self.acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        self.acc.wait_for_everyone()
+        self.acc.save_state(str(tmp))
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            s.save(tmp / "state.json")
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            for old in checkpoints(self.out)[: -self.cfg.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.acc.wait_for_everyone()
+
+    def _export(self, target: Path) -> None:
+        """save_pretrained model + processor into `target`, swapped in atomically."""
+        tmp = target.with_name(f".tmp-{target.name}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.acc.unwrap_model(self.model).save_pretrained(tmp)
+        self.processor.save_pretrained(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+
+    def finish(self) -> dict:
+        s = self.state
+        if not any(h.get("step") == s.step and "eval" in h for h in s.history):
+            self.evaluate_and_checkpoint()
+        else:
+            self.checkpoint()
+        metrics: dict = {"step": s.step, "elapsed_s": round(s.elapsed, 1)}
+        if self.acc.is_main_process:
+            source = self.out / "best" if (self.out / "best").is_dir() else None
+            if source is None:
+                self._export(self.out / "best")
+                source = self.out / "best"
+            for f in source.iterdir():
+                shutil.copy2(f, self.out / f.name)
+            evals = [h for h in s.history if "eval" in h and h["step"] == s.best_step]
+            metrics.update(best_step=s.best_step, **(evals[-1]["eval"] if evals else {}))
+            metrics["audio_seconds_per_second"] = round(s.audio_seconds / max(s.elapsed, 1e-9), 2)
+            write_metrics(metrics, self.out / "metrics.json")
+            (self.out / "history.json").write_text(json.dumps(s.history))
+            from slp_toolkit.plots import plot_history
+
+            plot_history(s.history, self.out / "curves.png", self.metric)
+            if self.writer is not None:
+                self.writer.close()
+        self.acc.wait_for_everyone()
+        return metrics
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency, but a missing optional logger must not stop training
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+def _progress(main: bool, cfg: TrainConfig, state: TrainState):
+    if not main:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=cfg.max_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True)

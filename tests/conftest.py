@@ -1,0 +1,51 @@
+"""Test set-up: no network, small thread counts, a private cache, shared tiny fixtures."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+import pytest  # noqa: E402
+
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self, address):
+    """Allow loopback (local servers in app tests); fail loudly on anything else."""
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1") or "/" in host):
+        return _real_connect(self, address)
+    raise RuntimeError(f"test tried to reach the network: {address!r}")
+
+
+socket.socket.connect = _guarded_connect
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Each session gets its own decode cache, so tests never read a developer's cache."""
+    monkeypatch.setenv("SLP_CACHE", str(tmp_path_factory.getbasetemp() / "slp_cache"))
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """A small synthetic espeak-ng corpus (audiofolder splits), made once per test session."""
+    from slp_toolkit.corpus import make_corpus
+
+    out = tmp_path_factory.mktemp("corpus")
+    make_corpus(out, n=60, seed=1, workers=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Tiny random-init checkpoints with real processors, written once per test session."""
+    from slp_toolkit.scratch import write_tiny_checkpoints
+
+    return write_tiny_checkpoints(tmp_path_factory.mktemp("tiny"))

@@ -1,0 +1,155 @@
+"""The data layer: the same clips from every input form, resampling/downmixing, bad rows, cache."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from slp_toolkit.config import DataConfig
+from slp_toolkit.data import DataError, length_batches, load_split, read_audio
+from slp_toolkit.text import ctc_vocab, normalize_text
+
+TEXTS = [f"Clip number {i}, said clearly!" for i in range(10)]
+
+
+@pytest.fixture
+def clips(tmp_path):
+    """10 short tones of different lengths as 16 kHz wav files, with their transcripts."""
+    rng = np.random.default_rng(0)
+    names = []
+    for i in range(10):
+        wave = (0.1 * rng.standard_normal(4000 + 800 * i)).astype(np.float32)
+        sf.write(tmp_path / f"c{i}.wav", wave, 16000)
+        names.append(f"c{i}.wav")
+    return tmp_path, names
+
+
+def _write_csv(path, rows, fields):
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_same_clips_from_audiofolder_csv_and_jsonl(clips, tmp_path):
+    folder, names = clips
+    rows = [{"file_name": n, "transcription": t} for n, t in zip(names, TEXTS)]
+    _write_csv(folder / "metadata.csv", rows, ["file_name", "transcription"])
+    manifest_dir = tmp_path / "manifests"
+    manifest_dir.mkdir()
+    _write_csv(
+        manifest_dir / "list.csv",
+        [{"path": f"../{r['file_name']}", "sentence": r["transcription"]} for r in rows],
+        ["path", "sentence"],
+    )
+    (manifest_dir / "list.jsonl").write_text(
+        "".join(json.dumps({"audio": str(folder / r["file_name"]), "text": r["transcription"]}) + "\n" for r in rows)
+    )
+    cfg = DataConfig(min_seconds=0.0)
+    loaded = [load_split(str(s), cfg, 16000) for s in (folder, manifest_dir / "list.csv", manifest_dir / "list.jsonl")]
+    for ds in loaded:
+        assert len(ds) == 10
+        assert list(ds["text"]) == [normalize_text(t) for t in TEXTS]
+        assert list(ds["raw_text"]) == TEXTS
+    for a, b in zip(loaded[0]["audio"], loaded[1]["audio"]):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(loaded[0]["audio"], loaded[2]["audio"]):
+        np.testing.assert_array_equal(a, b)
+    assert loaded[0]["audio"][3].dtype == np.float32 and len(loaded[0]["audio"][3]) == 4000 + 800 * 3
+
+
+def test_44k_stereo_comes_out_16k_mono(tmp_path):
+    t = np.arange(44100) / 44100
+    left, right = np.sin(2 * np.pi * 440 * t), 0.5 * np.sin(2 * np.pi * 440 * t)
+    sf.write(tmp_path / "stereo.flac", np.stack([left, right], axis=1).astype(np.float32), 44100)
+    wave = read_audio(tmp_path / "stereo.flac", 16000)
+    assert wave.ndim == 1 and wave.dtype == np.float32 and abs(len(wave) - 16000) <= 1
+    # mono is the channel mean: amplitude 0.75 of the left channel's sine, still at 440 Hz
+    assert 0.70 < np.abs(wave[1000:-1000]).max() < 0.80
+    spectrum = np.abs(np.fft.rfft(wave))
+    assert abs(np.argmax(spectrum) * 16000 / len(wave) - 440) < 5
+
+
+def test_bad_rows_are_skipped_and_counted(clips, caplog):
+    folder, names = clips
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "junk.wav").write_bytes(b"this is not audio at all" * 10)
+    sf.write(folder / "silent0.wav", np.zeros(0, np.float32), 16000)
+    rows = [{"file_name": n, "transcription": t} for n, t in zip(names, TEXTS)]
+    rows += [
+        {"file_name": "missing.wav", "transcription": "gone"},
+        {"file_name": "empty.wav", "transcription": "nothing"},
+        {"file_name": "junk.wav", "transcription": "junk"},
+        {"file_name": names[0], "transcription": "  ?!  "},
+    ]
+    _write_csv(folder / "metadata.csv", rows, ["file_name", "transcription"])
+    with caplog.at_level(logging.WARNING, logger="slp"):
+        ds = load_split(str(folder), DataConfig(min_seconds=0.0), 16000)
+    assert len(ds) == 10
+    line = next(r.getMessage() for r in caplog.records if "skipped" in r.getMessage())
+    assert "skipped 4 of 14 rows" in line and "1 missing file" in line and "1 empty text" in line
+    assert "metadata.csv:12 (missing file)" in line  # header is line 1, so row 11 is on line 12
+
+
+def test_all_rows_bad_is_a_clear_error(tmp_path):
+    _write_csv(tmp_path / "metadata.csv", [{"file_name": "nope.wav", "text": "x"}], ["file_name", "text"])
+    with pytest.raises(DataError, match=r"metadata.csv: no usable rows out of 1"):
+        load_split(str(tmp_path), DataConfig(), 16000)
+
+
+def test_missing_column_names_the_file_and_columns(clips):
+    folder, names = clips
+    _write_csv(folder / "metadata.csv", [{"file_name": names[0], "words": "x"}], ["file_name", "words"])
+    with pytest.raises(DataError, match=r"metadata.csv: cannot find the text column .*columns: file_name, words"):
+        load_split(str(folder), DataConfig(), 16000)
+
+
+def test_duration_filter(clips):
+    folder, names = clips
+    _write_csv(folder / "metadata.csv", [{"file_name": n, "text": t} for n, t in zip(names, TEXTS)], ["file_name", "text"])
+    ds = load_split(str(folder), DataConfig(min_seconds=0.3, max_seconds=0.6), 16000)
+    assert all(0.3 <= d <= 0.6 for d in ds["duration"]) and 0 < len(ds) < 10
+
+
+def test_second_load_reads_the_cache(clips, monkeypatch):
+    folder, names = clips
+    _write_csv(folder / "metadata.csv", [{"file_name": n, "text": t} for n, t in zip(names, TEXTS)], ["file_name", "text"])
+    first = load_split(str(folder), DataConfig(min_seconds=0.0), 16000)
+    import slp_toolkit.data as data
+
+    def fail(*a, **k):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(data, "_decode_split", fail)
+    second = load_split(str(folder), DataConfig(min_seconds=0.0), 16000)
+    np.testing.assert_array_equal(first["audio"][5], second["audio"][5])
+    # touching a file changes the key: it is decoded again
+    sf.write(folder / names[5], np.zeros(8000, np.float32), 16000)
+    with pytest.raises(AssertionError, match="decoded again"):
+        load_split(str(folder), DataConfig(min_seconds=0.0), 16000)
+
+
+def test_normalize_text_and_vocab():
+    assert normalize_text("  Don’t STOP—the ‘music’, now!  ") == "don't stop the music now"
+    assert normalize_text("Café au lait-time") == "café au lait time"
+    vocab, counts = ctc_vocab(["ab a", "b"])
+    assert vocab == ["a", "b", "|"] and counts["|"] == 1 and counts["a"] == 2
+
+
+def test_length_batches_budget_and_determinism():
+    rng = np.random.default_rng(0)
+    durations = rng.uniform(1, 10, size=500)
+    batches = length_batches(durations, batch_seconds=40, max_batch_size=16, seed=3, epoch=0)
+    assert sorted(i for b in batches for i in b) == list(range(500))
+    assert all(len(b) == 1 or max(durations[b]) * len(b) <= 40 for b in batches)
+    assert batches == length_batches(durations, 40, 16, seed=3, epoch=0)
+    assert batches != length_batches(durations, 40, 16, seed=3, epoch=1)
+    padded = sum(max(durations[b]) * len(b) for b in batches)
+    assert padded / durations.sum() < 1.15  # little padding thanks to length grouping
+    two = length_batches(durations, 40, 16, seed=3, epoch=0, multiple_of=2)
+    assert all(len(b) % 2 == 0 for b in two)
