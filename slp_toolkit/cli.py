@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -202,6 +203,17 @@ def _audio_files(inputs: list[str]) -> list[Path]:
     return files
 
 
+def _quiet_libraries(verbose: bool) -> None:
+    """Our own log lines say what happens; the libraries' per-call bars and INFO lines drown them."""
+    if verbose:
+        return
+    for name in ("accelerate", "datasets", "transformers", "httpx", "matplotlib", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slp", description="Fine-tune speech models from recipes.")
     parser.add_argument("-v", "--verbose", action="store_true", help="more logging")
@@ -268,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    _quiet_libraries(args.verbose)
     try:
         return args.func(args)
     except UserError as err:

@@ -244,6 +244,7 @@ def load_split(
         rows = rows[:max_samples]
     target = cache_root() / "audio" / _cache_key(rows, cfg, sampling_rate, needs)
     if not (target / "report.json").is_file():
+        log.info("%s: decoding %d clips at %d Hz (cached for the next run)", src, len(rows), sampling_rate)
         _decode_split(rows, cfg, sampling_rate, needs, target)
     report = json.loads((target / "report.json").read_text())
     _report(src, report)

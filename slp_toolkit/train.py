@@ -190,6 +190,7 @@ class _Run:
         self.state, self.out, self.writer = state, out, writer
         self.last_eval_time = state.elapsed
         self.stop_early = False
+        self.last_checkpoint = -1
         self.metric = self.cfg.metric_for_best or task.main_metric
 
     def finished(self, epoch_fraction: float) -> bool:
@@ -266,6 +267,9 @@ class _Run:
     def checkpoint(self) -> None:
         """Save everything needed to resume, atomically: a temp dir renamed into place."""
         s, ckpts = self.state, self.out / "checkpoints"
+        if self.last_checkpoint == s.step:
+            return
+        self.last_checkpoint = s.step
         final, tmp = ckpts / f"step-{s.step:07d}", ckpts / f".tmp-step-{s.step:07d}"
         if self.acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -292,10 +296,9 @@ class _Run:
 
     def finish(self) -> dict:
         s = self.state
-        if not any(h.get("step") == s.step and "eval" in h for h in s.history):
+        if self.eval_ds is not None and not any(h.get("step") == s.step and "eval" in h for h in s.history):
             self.evaluate_and_checkpoint()
-        else:
-            self.checkpoint()
+        self.checkpoint()
         metrics: dict = {"step": s.step, "elapsed_s": round(s.elapsed, 1)}
         if self.acc.is_main_process:
             source = self.out / "best" if (self.out / "best").is_dir() else None

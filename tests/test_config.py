@@ -50,15 +50,39 @@ def test_good_recipe_loads_with_typed_overrides(recipe):
 @pytest.mark.parametrize(
     ("edit", "override", "message"),
     [
-        (("learning_rate", "lerning_rate"), None, "{f}: unknown key 'train.lerning_rate' (did you mean 'train.learning_rate'?)"),
-        (None, "train.lerning_rate=1", "<command line>: unknown key 'train.lerning_rate' (did you mean 'train.learning_rate'?)"),
-        (("task: asr_ctc\n", ""), None, "{f}: missing required key 'task' (one of 'asr_ctc', 'asr_seq2seq', 'emotion', 'tts')"),
-        (("learning_rate: 1.0e-3", "learning_rate: fast"), None, "{f}: 'train.learning_rate' must be a number, got 'fast' (str)"),
+        (
+            ("learning_rate", "lerning_rate"),
+            None,
+            "{f}: unknown key 'train.lerning_rate' (did you mean 'train.learning_rate'?)",
+        ),
+        (
+            None,
+            "train.lerning_rate=1",
+            "<command line>: unknown key 'train.lerning_rate' (did you mean 'train.learning_rate'?)",
+        ),
+        (
+            ("task: asr_ctc\n", ""),
+            None,
+            "{f}: missing required key 'task' (one of 'asr_ctc', 'asr_seq2seq', 'emotion', 'tts')",
+        ),
+        (
+            ("learning_rate: 1.0e-3", "learning_rate: fast"),
+            None,
+            "{f}: 'train.learning_rate' must be a number, got 'fast' (str)",
+        ),
         (None, "train.max_steps=2.5", "<command line>: 'train.max_steps' must be an integer, got 2.5 (float)"),
         (("learning_rate: 1.0e-3", "learning_rate: -1"), None, "{f}: 'train.learning_rate' must be > 0.0, got -1.0"),
         (None, "model.mask_time_prob=1.5", "<command line>: 'model.mask_time_prob' must be <= 1.0, got 1.5"),
-        (None, "train.mixed_precision=fp32", "<command line>: 'train.mixed_precision' must be one of 'no', 'fp16', 'bf16', got 'fp32' (did you mean 'fp16'?)"),
-        (("task: asr_ctc", "task: asr_cts"), None, "{f}: 'task' must be one of 'asr_ctc', 'asr_seq2seq', 'emotion', 'tts', got 'asr_cts' (did you mean 'asr_ctc'?)"),
+        (
+            None,
+            "train.mixed_precision=fp32",
+            "<command line>: 'train.mixed_precision' must be one of 'no', 'fp16', 'bf16', got 'fp32' (did you mean 'fp16'?)",
+        ),
+        (
+            ("task: asr_ctc", "task: asr_cts"),
+            None,
+            "{f}: 'task' must be one of 'asr_ctc', 'asr_seq2seq', 'emotion', 'tts', got 'asr_cts' (did you mean 'asr_ctc'?)",
+        ),
         (None, "data.train=/no/such/dir", "<command line>: 'data.train' path does not exist: /no/such/dir"),
         (("init: scratch, ", ""), None, "{f}: missing required key 'model.name_or_path' (or set model.init: scratch)"),
         (("data: {train: DATA, eval: DATA}\n", ""), None, "{f}: missing required key 'data.train'"),

@@ -111,14 +111,18 @@ def test_missing_column_names_the_file_and_columns(clips):
 
 def test_duration_filter(clips):
     folder, names = clips
-    _write_csv(folder / "metadata.csv", [{"file_name": n, "text": t} for n, t in zip(names, TEXTS)], ["file_name", "text"])
+    _write_csv(
+        folder / "metadata.csv", [{"file_name": n, "text": t} for n, t in zip(names, TEXTS)], ["file_name", "text"]
+    )
     ds = load_split(str(folder), DataConfig(min_seconds=0.3, max_seconds=0.6), 16000)
     assert all(0.3 <= d <= 0.6 for d in ds["duration"]) and 0 < len(ds) < 10
 
 
 def test_second_load_reads_the_cache(clips, monkeypatch):
     folder, names = clips
-    _write_csv(folder / "metadata.csv", [{"file_name": n, "text": t} for n, t in zip(names, TEXTS)], ["file_name", "text"])
+    _write_csv(
+        folder / "metadata.csv", [{"file_name": n, "text": t} for n, t in zip(names, TEXTS)], ["file_name", "text"]
+    )
     first = load_split(str(folder), DataConfig(min_seconds=0.0), 16000)
     import slp_toolkit.data as data
 

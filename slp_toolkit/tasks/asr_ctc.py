@@ -42,11 +42,11 @@ def build(recipe: Recipe, train_ds) -> tuple:
     texts = list(train_ds["text"])
     if cfg.init == "scratch":
         vocab, _ = ctc_vocab(texts)
-        processor = scratch.ctc_processor(vocab, cfg.sampling_rate)
-        tok = processor.tokenizer
-        model, _ = scratch.build_ctc(
-            vocab, cfg.preset, cfg.sampling_rate, **_config_overrides(cfg, tok.pad_token_id, len(tok))
-        )
+        shape = _config_overrides(cfg, 0, 0)
+        for key in ("pad_token_id", "vocab_size", "ctc_loss_reduction", "ctc_zero_infinity"):
+            shape.pop(key)  # build_ctc takes these from the processor
+        model, processor = scratch.build_ctc(vocab, cfg.preset, cfg.sampling_rate, **shape)
+        model.config.ctc_zero_infinity = cfg.ctc_zero_infinity
     else:
         processor = _pretrained_processor(cfg.name_or_path, texts, cfg.sampling_rate)
         tok = processor.tokenizer
@@ -144,7 +144,7 @@ def collate(examples: list[dict], processor) -> dict:
         longest = max(len(e["labels"]) for e in examples)
         labels = torch.full((len(examples), longest), -100, dtype=torch.long)
         for i, e in enumerate(examples):
-            labels[i, : len(e["labels"])] = torch.as_tensor(e["labels"], dtype=torch.long)
+            labels[i, : len(e["labels"])] = torch.tensor(e["labels"], dtype=torch.long)
         batch["labels"] = labels
     return dict(batch)
 

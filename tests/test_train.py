@@ -1,0 +1,124 @@
+"""The training loop on tiny models and the synthetic corpus: learning, resume, outputs, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from slp_toolkit.cli import main
+
+SLP = [sys.executable, "-m", "slp_toolkit"]
+
+
+def write_recipe(tmp_path: Path, corpus: Path, **train) -> Path:
+    settings = {"learning_rate": 3e-3, "max_steps": 40, "eval_every": 10, "batch_seconds": 12, "warmup": 0.1,
+                "num_threads": 1, "log_every": 1, **train}  # fmt: skip
+    text = (
+        "# tiny test recipe\n#   slp train r.yaml\ntask: asr_ctc\n"
+        "model: {init: scratch, preset: tiny, mask_time_prob: 0.0}\n"
+        f"data: {{train: {corpus / 'train'}, eval: {corpus / 'validation'}, max_train_samples: 8, max_eval_samples: 8}}\n"
+        f"train: {json.dumps(settings)}\n"
+        f"output_dir: {tmp_path / 'out'}\n"
+    )
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    return path
+
+
+def losses(out: Path) -> list[float]:
+    return [h["loss"] for h in json.loads((out / "history.json").read_text()) if "loss" in h]
+
+
+def test_overfit_eight_clips_loss_halves(tmp_path, corpus):
+    assert main(["train", str(write_recipe(tmp_path, corpus, max_steps=60, eval_every=60))]) == 0
+    curve = losses(tmp_path / "out")
+    assert curve[-1] < 0.5 * curve[0], curve
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["step"] == 60 and 0.0 <= metrics["cer"] <= 1.5
+
+
+def test_outputs_load_in_plain_pipeline(tmp_path, corpus):
+    assert main(["train", str(write_recipe(tmp_path, corpus, max_steps=5, eval_every=5))]) == 0
+    out = tmp_path / "out"
+    for name in ("recipe.yaml", "metrics.json", "curves.png", "model.safetensors", "config.json"):
+        assert (out / name).is_file(), name
+    clip = sorted((corpus / "test").glob("*.flac"))[0]
+    code = (
+        "import sys; from transformers import pipeline;"
+        "asr = pipeline('automatic-speech-recognition', model=sys.argv[1]);"
+        "assert 'slp_toolkit' not in sys.modules; print(repr(asr(sys.argv[2])['text']))"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code, str(out), str(clip)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ours = subprocess.run([*SLP, "transcribe", str(out), str(clip)], capture_output=True, text=True, env=env)
+    assert ours.returncode == 0, ours.stderr[-2000:]
+    assert repr(ours.stdout.strip().split("\t", 1)[1] if "\t" in ours.stdout else "") == done.stdout.strip()
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, corpus):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
+    full_dir.mkdir(), cut_dir.mkdir()
+    full = write_recipe(full_dir, corpus, max_steps=40, eval_every=10)
+    cut = write_recipe(cut_dir, corpus, max_steps=40, eval_every=10)
+    subprocess.run([*SLP, "train", str(full)], check=True, capture_output=True, env=env)
+
+    proc = subprocess.Popen([*SLP, "train", str(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    while not (cut_dir / "out" / "checkpoints" / "step-0000020").is_dir():
+        assert proc.poll() is None and time.time() < deadline, "run ended before the checkpoint to kill at"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (cut_dir / "out" / "metrics.json").exists()
+    done = subprocess.run([*SLP, "train", str(cut), "--resume"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    a = json.loads((full_dir / "out" / "metrics.json").read_text())
+    b = json.loads((cut_dir / "out" / "metrics.json").read_text())
+    assert a["step"] == b["step"] == 40
+    assert b["cer"] == pytest.approx(a["cer"], abs=1e-6) and b["wer"] == pytest.approx(a["wer"], abs=1e-6)
+    assert losses(cut_dir / "out")[-5:] == pytest.approx(losses(full_dir / "out")[-5:], rel=1e-4)
+
+
+def test_existing_checkpoints_need_resume(tmp_path, corpus, capsys):
+    recipe = write_recipe(tmp_path, corpus, max_steps=2, eval_every=2)
+    assert main(["train", str(recipe)]) == 0
+    assert main(["train", str(recipe)]) == 2
+    assert "already holds checkpoints; pass --resume" in capsys.readouterr().err
+
+
+def test_bad_recipe_stops_before_any_model_is_built(tmp_path, corpus, capsys):
+    recipe = write_recipe(tmp_path, corpus)
+    assert main(["train", str(recipe), "model.preset=tiny", "train.batch_secs=3"]) == 2
+    assert "unknown key 'train.batch_secs'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None and not Path(sys.executable).with_name("accelerate").exists(),
+                    reason="accelerate CLI missing")  # fmt: skip
+def test_two_process_ddp_matches_one_process(tmp_path, corpus):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    one_dir, two_dir = tmp_path / "one", tmp_path / "two"
+    one_dir.mkdir(), two_dir.mkdir()
+    # 8 clips in batches of exactly 4: the same global batches whether 1 or 2 processes share them
+    settings = {"max_steps": 8, "eval_every": 8, "batch_seconds": 200, "max_batch_size": 4}
+    one = write_recipe(one_dir, corpus, **settings)
+    two = write_recipe(two_dir, corpus, **settings)
+    subprocess.run([*SLP, "train", str(one)], check=True, capture_output=True, env=env)
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    done = subprocess.run(
+        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+         "no", "--dynamo_backend", "no", "-m", "slp_toolkit", "train", str(two)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert losses(two_dir / "out") == pytest.approx(losses(one_dir / "out"), rel=1e-3, abs=1e-4)
