@@ -1,0 +1,536 @@
+"""Randomly initialised speech models with real processors, built from size presets.
+
+Two users: recipes with ``model.init: scratch`` (``build_ctc(vocab, "small")`` and friends) and
+``slp tiny OUT`` (:func:`write_tiny_checkpoints`), whose directories tests load offline with plain
+``from_pretrained(dir)``. Every builder takes seconds on a CPU and touches no network. Builders do not
+seed: callers set ``torch.manual_seed`` for reproducible weights.
+
+The Whisper tokenizer is the real multilingual one (ids match openai/whisper-tiny), converted from the
+tiktoken file in the ``openai-whisper`` package and cached under ``~/.cache/slp_toolkit``.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.metadata
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import sentencepiece as spm
+import torch
+import transformers
+from tokenizers import AddedToken
+from transformers import (
+    GenerationConfig,
+    HubertConfig,
+    HubertForSequenceClassification,
+    PreTrainedModel,
+    SpeechT5Config,
+    SpeechT5FeatureExtractor,
+    SpeechT5ForTextToSpeech,
+    SpeechT5HifiGan,
+    SpeechT5HifiGanConfig,
+    SpeechT5Processor,
+    SpeechT5Tokenizer,
+    Wav2Vec2Config,
+    Wav2Vec2CTCTokenizer,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2ForCTC,
+    Wav2Vec2ForSequenceClassification,
+    Wav2Vec2Processor,
+    WavLMConfig,
+    WavLMForSequenceClassification,
+    WhisperConfig,
+    WhisperFeatureExtractor,
+    WhisperForAudioClassification,
+    WhisperForConditionalGeneration,
+    WhisperProcessor,
+    WhisperTokenizer,
+)
+from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+
+# Shapes only; token ids, vocab sizes and loss settings come from the processor in each builder.
+# Both wav2vec2 presets downsample 320x (20 ms frames at 16 kHz) like the pretrained models.
+CTC_PRESETS: dict[str, dict] = {
+    "tiny": dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        conv_dim=(16, 16, 16),
+        conv_kernel=(10, 8, 8),
+        conv_stride=(5, 8, 8),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        do_stable_layer_norm=True,
+        feat_extract_norm="layer",
+        layerdrop=0.0,
+    ),
+    # ~2.3 M params; the slim conv stack is what makes CPU training affordable (PLATFORM_NOTES).
+    "small": dict(
+        hidden_size=192,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=768,
+        conv_dim=(32, 64, 96, 128, 128, 128, 128),
+        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        conv_stride=(5, 2, 2, 2, 2, 2, 2),
+        num_conv_pos_embeddings=64,
+        num_conv_pos_embedding_groups=16,
+        do_stable_layer_norm=True,
+        feat_extract_norm="layer",
+        layerdrop=0.0,
+    ),
+}
+
+# The encoder takes exactly 2 * max_source_positions mel frames (100 per second), so the feature
+# extractor's window is max_source_positions / 50 seconds: 8 s for tiny, 15 s for small.
+WHISPER_PRESETS: dict[str, dict] = {
+    "tiny": dict(
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        num_mel_bins=80,
+        max_source_positions=400,
+        max_target_positions=64,
+    ),
+    "small": dict(
+        d_model=192,
+        encoder_layers=4,
+        decoder_layers=4,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=768,
+        decoder_ffn_dim=768,
+        num_mel_bins=80,
+        max_source_positions=750,
+        max_target_positions=128,
+    ),
+}
+
+# speaker_embedding_dim stays 512 in both presets so 512-d x-vectors plug into any of them.
+SPEECHT5_PRESETS: dict[str, dict] = {
+    "tiny": dict(
+        hidden_size=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        speech_decoder_prenet_units=32,
+        speech_decoder_postnet_units=32,
+        speech_decoder_postnet_layers=2,
+        speaker_embedding_dim=512,
+        reduction_factor=2,
+        num_mel_bins=80,
+        encoder_layerdrop=0.0,
+        decoder_layerdrop=0.0,
+    ),
+    # ~4.5 M params, the shape measured in PLATFORM_NOTES (hidden 192, 3+3 layers).
+    "small": dict(
+        hidden_size=192,
+        encoder_layers=3,
+        decoder_layers=3,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=768,
+        decoder_ffn_dim=768,
+        speaker_embedding_dim=512,
+        reduction_factor=2,
+        num_mel_bins=80,
+        encoder_layerdrop=0.0,
+        decoder_layerdrop=0.0,
+    ),
+}
+
+# upsample_rates multiply to 256 = SpeechT5FeatureExtractor's hop (16 ms at 16 kHz).
+HIFIGAN_PRESETS: dict[str, dict] = {
+    "tiny": dict(upsample_initial_channel=32, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3, 5),)),
+    "small": dict(upsample_initial_channel=128),
+}
+
+EMOTIONS = ["angry", "happy", "neutral", "sad"]
+
+# Harvard sentences (IEEE 1969), lists 1-3: public domain, phonetically balanced.
+DEFAULT_TEXTS = [
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "It's easy to tell the depth of a well.",
+    "These days a chicken leg is a rare dish.",
+    "Rice is often served in round bowls.",
+    "The juice of lemons makes fine punch.",
+    "The box was thrown beside the parked truck.",
+    "The hogs were fed chopped corn and garbage.",
+    "Four hours of steady work faced us.",
+    "A large size in stockings is hard to sell.",
+    "The boy was there when the sun rose.",
+    "A rod is used to catch pink salmon.",
+    "The source of the huge river is the clear spring.",
+    "Kick the ball straight and follow through.",
+    "Help the woman get back to her feet.",
+    "A pot of tea helps to pass the evening.",
+    "Smoky fires lack flame and heat.",
+    "The soft cushion broke the man's fall.",
+    "The salt breeze came across from the sea.",
+    "The girl at the booth sold fifty bonds.",
+    "The small pup gnawed a hole in the sock.",
+    "The fish twisted and turned on the bent hook.",
+    "Press the pants and sew a button on the vest.",
+    "The swan dive was far short of perfect.",
+    "The beauty of the view stunned the young boy.",
+    "Two blue fish swam in the tank.",
+    "Her purse was full of useless trash.",
+    "The colt reared and threw the tall rider.",
+    "It snowed, rained, and hailed the same morning.",
+    "Read verse out loud for pleasure.",
+]
+
+WHISPER_PACKAGE = "openai-whisper==20250625"
+WHISPER_VOCAB_SIZE = 51865
+_WHISPER_LANGUAGES = list(LANGUAGES)[:99]  # whisper-tiny..large-v2; v3 adds a 100th (yue)
+_WHISPER_SPECIALS = [
+    "<|endoftext|>",
+    "<|startoftranscript|>",
+    *[f"<|{code}|>" for code in _WHISPER_LANGUAGES],
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nospeech|>",
+    "<|notimestamps|>",
+]
+_WHISPER_TIMESTAMPS = [f"<|{i * 0.02:.2f}|>" for i in range(1501)]
+
+
+def _preset(presets: dict[str, dict], name: str, overrides: dict) -> dict:
+    if name not in presets:
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(presets)}")
+    return {**presets[name], **overrides}
+
+
+def cache_dir() -> Path:
+    """Where converted tokenizer files live: $XDG_CACHE_HOME/slp_toolkit (default ~/.cache)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "slp_toolkit"
+
+
+# ---------------------------------------------------------------------------------------------- CTC
+def ctc_processor(vocab: list[str], sampling_rate: int = 16000) -> Wav2Vec2Processor:
+    """Character CTC processor. ``vocab`` holds single characters; a space may be given as " " or "|"
+    (it is mapped to the word delimiter "|", which is always present). Ids: [PAD]=0 (the CTC blank),
+    [UNK]=1, "|"=2, then the other characters in the order given."""
+    chars = [c if c != " " else "|" for c in vocab]
+    if any(len(c) != 1 for c in chars):
+        raise ValueError(f"CTC vocab entries must be single characters, got {[c for c in chars if len(c) != 1]}")
+    tokens = ["[PAD]", "[UNK]", "|", *[c for c in dict.fromkeys(chars) if c != "|"]]
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab_file = Path(tmp) / "vocab.json"
+        vocab_file.write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False))
+        # bos/eos None: transformers 5 otherwise appends <s> and </s> to the vocab.
+        tokenizer = Wav2Vec2CTCTokenizer(
+            str(vocab_file),
+            unk_token="[UNK]",
+            pad_token="[PAD]",
+            word_delimiter_token="|",
+            bos_token=None,
+            eos_token=None,
+        )
+    extractor = Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=sampling_rate,
+        padding_value=0.0,
+        do_normalize=True,
+        return_attention_mask=True,
+    )
+    return Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer)
+
+
+def build_ctc(
+    vocab: list[str], preset: str = "tiny", sampling_rate: int = 16000, **overrides
+) -> tuple[Wav2Vec2ForCTC, Wav2Vec2Processor]:
+    """A randomly initialised Wav2Vec2ForCTC and its processor; ``overrides`` are Wav2Vec2Config kwargs."""
+    processor = ctc_processor(vocab, sampling_rate)
+    tokenizer = processor.tokenizer
+    config = Wav2Vec2Config(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        ctc_loss_reduction="mean",
+        ctc_zero_infinity=True,
+        **_preset(CTC_PRESETS, preset, overrides),
+    )
+    return Wav2Vec2ForCTC(config), processor
+
+
+# ------------------------------------------------------------------------------------------ Whisper
+def _tiktoken_file() -> Path:
+    candidates = []
+    try:  # located without importing `whisper`, which pulls torch and numba
+        dist = importlib.metadata.distribution("openai-whisper")
+        candidates.append(Path(dist.locate_file("whisper/assets/multilingual.tiktoken")))
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    candidates.append(cache_dir() / "multilingual.tiktoken")
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"Whisper vocabulary missing: pip install {WHISPER_PACKAGE} (in the dev extra), or copy "
+        f"whisper/assets/multilingual.tiktoken from its sdist to {candidates[-1]}"
+    )
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from bytes to printable characters, the alphabet of byte-level BPE."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return {b: chr(b) for b in printable} | {b: chr(256 + i) for i, b in enumerate(others)}
+
+
+def _last_merge(ranks: dict[bytes, int], token: bytes) -> list[bytes]:
+    """Byte-level BPE of ``token`` with the merges ranked below it: the two halves of its own merge."""
+    parts = [bytes([b]) for b in token]
+    while True:
+        pairs = [(ranks.get(a + b), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
+        best = min(((r, i) for r, i in pairs if r is not None and r < ranks[token]), default=None)
+        if best is None:
+            return parts
+        i = best[1]
+        parts[i : i + 2] = [parts[i] + parts[i + 1]]
+
+
+def _convert_tiktoken(path: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """tiktoken file (base64 token, rank per line) -> byte-level BPE vocab and merges in rank order."""
+    lines = (line.split() for line in path.read_text(encoding="ascii").splitlines() if line)
+    ranks = {base64.b64decode(token): int(rank) for token, rank in lines}
+    byte_chars = _bytes_to_unicode()
+
+    def text(token: bytes) -> str:
+        return "".join(byte_chars[b] for b in token)
+
+    vocab, merges = {}, []
+    for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
+        vocab[text(token)] = rank  # rank 50256 is an empty token: kept so later ids stay in place
+        if len(token) > 1:
+            left, right = _last_merge(ranks, token)  # exactly two halves in a valid file
+            merges.append((text(left), text(right)))
+    return vocab, merges
+
+
+def whisper_tokenizer_dir() -> Path:
+    """The converted multilingual Whisper tokenizer, built on first use and cached (~1 s, ~4 MB) per
+    transformers version, whose tokenizer files older versions may not read."""
+    out = cache_dir() / f"whisper_tokenizer-transformers{transformers.__version__}"
+    if (out / "tokenizer.json").is_file():
+        return out
+    vocab, merges = _convert_tiktoken(_tiktoken_file())
+    vocab["<|endoftext|>"] = len(vocab)
+    tokenizer = WhisperTokenizer(vocab=vocab, merges=merges)
+    specials = [AddedToken(t, special=True, normalized=False) for t in _WHISPER_SPECIALS]
+    tokenizer.add_special_tokens({"extra_special_tokens": specials})
+    # Not special: the tokenizer takes ids above its last special id (<|notimestamps|>) as timestamps.
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in _WHISPER_TIMESTAMPS])
+    if len(tokenizer) != WHISPER_VOCAB_SIZE:
+        raise RuntimeError(f"converted Whisper vocab has {len(tokenizer)} tokens, expected {WHISPER_VOCAB_SIZE}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent))
+    tokenizer.save_pretrained(staging)
+    try:
+        os.replace(staging, out)  # atomic, so a concurrent builder never sees half a directory
+    except OSError:  # another process got there first
+        shutil.rmtree(staging)
+    return out
+
+
+def _language_code(language: str | None) -> str | None:
+    if language is None:
+        return None
+    language = language.lower()
+    code = TO_LANGUAGE_CODE.get(language, language)
+    if code not in _WHISPER_LANGUAGES:
+        raise ValueError(f"unknown Whisper language {language!r}")
+    return code
+
+
+def whisper_processor(
+    language: str | None = "english", task: str = "transcribe", chunk_length: int = 30, num_mel_bins: int = 80
+) -> WhisperProcessor:
+    """Real multilingual Whisper tokenizer (labels start <|startoftranscript|><|lang|><|task|><|notimestamps|>)
+    and a log-mel feature extractor whose window is ``chunk_length`` seconds (pads or cuts to it)."""
+    tokenizer = WhisperTokenizer.from_pretrained(whisper_tokenizer_dir(), language=_language_code(language), task=task)
+    extractor = WhisperFeatureExtractor(feature_size=num_mel_bins, sampling_rate=16000, chunk_length=chunk_length)
+    return WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer)
+
+
+def _whisper_config(preset: str, overrides: dict, **extra) -> tuple[WhisperConfig, int]:
+    kwargs = _preset(WHISPER_PRESETS, preset, overrides)
+    if kwargs["max_source_positions"] % 50:
+        raise ValueError("max_source_positions must be a multiple of 50 (the encoder's frames per second)")
+    eot = WHISPER_VOCAB_SIZE - len(_WHISPER_TIMESTAMPS) - len(_WHISPER_SPECIALS)  # 50257
+    config = WhisperConfig(
+        vocab_size=WHISPER_VOCAB_SIZE,
+        pad_token_id=eot,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        decoder_start_token_id=eot + 1,
+        begin_suppress_tokens=[220, eot],  # 220 = " ": no leading blank
+        **kwargs,
+        **extra,
+    )
+    return config, kwargs["max_source_positions"] // 50
+
+
+def build_whisper(
+    preset: str = "tiny", language: str | None = "english", task: str = "transcribe", **overrides
+) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
+    """A randomly initialised multilingual Whisper. Its generation config carries ``language``/``task``,
+    so ``generate()`` and the ASR pipeline skip language detection (``language=None`` re-enables it)."""
+    config, chunk_length = _whisper_config(preset, overrides)
+    processor = whisper_processor(language, task, chunk_length, config.num_mel_bins)
+    model = WhisperForConditionalGeneration(config)
+    ids = processor.tokenizer.convert_tokens_to_ids
+    eot = ids("<|endoftext|>")
+    # A fresh config: one derived from the model config is saved with _from_model_config=true, and
+    # from_pretrained then drops every Whisper field (lang_to_id, task_to_id, ...) on load.
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=ids("<|startoftranscript|>"),
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        max_length=config.max_target_positions,
+        begin_suppress_tokens=list(config.begin_suppress_tokens),
+        is_multilingual=True,
+        lang_to_id={f"<|{code}|>": ids(f"<|{code}|>") for code in _WHISPER_LANGUAGES},
+        task_to_id={name: ids(f"<|{name}|>") for name in ("transcribe", "translate")},
+        no_timestamps_token_id=ids("<|notimestamps|>"),
+        prev_sot_token_id=ids("<|startofprev|>"),
+        max_initial_timestamp_index=50,
+        language=_language_code(language),
+        task=task,
+    )
+    return model, processor
+
+
+# ------------------------------------------------------------------------------------------ SpeechT5
+def speecht5_processor(texts: list[str]) -> SpeechT5Processor:
+    """Character sentencepiece model trained on ``texts`` (plus ASCII letters, digits and common
+    punctuation) with SpeechT5's ids <s>=0, <pad>=1, </s>=2, <unk>=3; 80-bin log-mel at 16 kHz."""
+    required = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,?!'-"
+    chars = set("".join(texts)) | set(required)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter([*texts, required]),
+        model_writer=model,
+        model_type="char",
+        vocab_size=len(chars) + 5,
+        hard_vocab_limit=False,
+        character_coverage=1.0,
+        required_chars=required,
+        bos_id=0,
+        pad_id=1,
+        eos_id=2,
+        unk_id=3,
+        minloglevel=2,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab_file = Path(tmp) / "spm_char.model"
+        vocab_file.write_bytes(model.getvalue())
+        tokenizer = SpeechT5Tokenizer(str(vocab_file))
+    extractor = SpeechT5FeatureExtractor(sampling_rate=16000, num_mel_bins=80, return_attention_mask=True)
+    return SpeechT5Processor(feature_extractor=extractor, tokenizer=tokenizer)
+
+
+def build_speecht5(
+    texts: list[str], preset: str = "tiny", **overrides
+) -> tuple[SpeechT5ForTextToSpeech, SpeechT5Processor]:
+    """A randomly initialised SpeechT5 text-to-speech model and its processor (see SPEECHT5_PRESETS)."""
+    processor = speecht5_processor(texts)
+    tokenizer = processor.tokenizer
+    config = SpeechT5Config(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id,
+        **_preset(SPEECHT5_PRESETS, preset, overrides),
+    )
+    return SpeechT5ForTextToSpeech(config), processor
+
+
+def build_hifigan(preset: str = "tiny", **overrides) -> SpeechT5HifiGan:
+    """A randomly initialised HiFi-GAN vocoder: 80-bin log-mel frames (hop 256) -> 16 kHz audio."""
+    return SpeechT5HifiGan(SpeechT5HifiGanConfig(**_preset(HIFIGAN_PRESETS, preset, overrides)))
+
+
+# -------------------------------------------------------------------------------- Audio classifiers
+_ENCODERS = {
+    "wav2vec2": (Wav2Vec2Config, Wav2Vec2ForSequenceClassification),
+    "hubert": (HubertConfig, HubertForSequenceClassification),
+    "wavlm": (WavLMConfig, WavLMForSequenceClassification),
+}
+
+
+def build_audio_classifier(
+    labels: list[str], family: str = "wav2vec2", preset: str = "tiny", sampling_rate: int = 16000, **overrides
+) -> tuple[PreTrainedModel, Wav2Vec2FeatureExtractor | WhisperFeatureExtractor]:
+    """A randomly initialised utterance classifier and its feature extractor. ``family`` is wav2vec2,
+    hubert or wavlm (CTC_PRESETS shapes) or whisper (WHISPER_PRESETS encoder, 16 kHz only)."""
+    label_kwargs = dict(
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    if family == "whisper":
+        if sampling_rate != 16000:
+            raise ValueError("Whisper classifiers take 16 kHz audio")
+        config, chunk_length = _whisper_config(preset, overrides, **label_kwargs)
+        extractor = WhisperFeatureExtractor(
+            feature_size=config.num_mel_bins, sampling_rate=16000, chunk_length=chunk_length
+        )
+        return WhisperForAudioClassification(config), extractor
+    if family not in _ENCODERS:
+        raise ValueError(f"unknown family {family!r}; expected one of {[*_ENCODERS, 'whisper']}")
+    config_class, model_class = _ENCODERS[family]
+    config = config_class(**label_kwargs, **_preset(CTC_PRESETS, preset, overrides))
+    extractor = Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=sampling_rate,
+        padding_value=0.0,
+        do_normalize=True,
+        return_attention_mask=True,
+    )
+    return model_class(config), extractor
+
+
+# ---------------------------------------------------------------------------------- tiny checkpoints
+def write_tiny_checkpoints(out_dir: str | Path, texts: list[str] | None = None) -> dict[str, Path]:
+    """Save each tiny checkpoint (model and its processor or feature extractor) to out_dir/<name>.
+    Deterministic: each is built after ``torch.manual_seed(0)``."""
+    texts = list(texts or DEFAULT_TEXTS)
+    vocab = sorted(set("abcdefghijklmnopqrstuvwxyz' ") | set(" ".join(texts).lower()))
+    builders: dict[str, Callable[[], tuple]] = {
+        "wav2vec2-ctc": lambda: build_ctc(vocab),
+        "whisper": lambda: build_whisper(),
+        "speecht5-tts": lambda: build_speecht5(texts),
+        "speecht5-hifigan": lambda: (build_hifigan(), None),
+        "wav2vec2-emotion": lambda: build_audio_classifier(EMOTIONS),
+        "whisper-emotion": lambda: build_audio_classifier(EMOTIONS, family="whisper"),
+    }
+    paths = {}
+    for name, build in builders.items():
+        torch.manual_seed(0)
+        model, processor = build()
+        path = Path(out_dir) / name
+        model.save_pretrained(path)
+        if processor is not None:
+            processor.save_pretrained(path)
+        paths[name] = path
+    return paths
