@@ -132,14 +132,17 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
         while state.batch_in_epoch < len(batches) and not run.finished(state.batch_in_epoch / len(batches)):
             idx = batches[state.batch_in_epoch]
             share = len(idx) // world
-            batch = task.collate(examples_at(train_ds, idx[rank * share : (rank + 1) * share]), processor)
+            # augmentation randomness is a function of the position, so a resumed run repeats it exactly
+            rng = np.random.default_rng([cfg.seed, rank, state.epoch, state.batch_in_epoch])
+            examples = [task.augment(e, rng) for e in examples_at(train_ds, idx[rank * share : (rank + 1) * share])]
+            batch = task.collate(examples, processor)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             state.batch_in_epoch += 1
             with accelerator.accumulate(model):
                 progress = progress_of(cfg, state, state.batch_in_epoch / len(batches))
                 for group in optimizer.param_groups:
                     group["lr"] = cfg.learning_rate * lr_factor(cfg, progress)
-                loss = model(**batch).loss
+                loss = task.compute_loss(model, batch)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(params, cfg.max_grad_norm)

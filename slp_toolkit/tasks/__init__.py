@@ -17,6 +17,14 @@ class ModelLoadError(UserError):
     """A model or processor could not be loaded; the message names it and says why in one line."""
 
 
+def model_loss(model, batch: dict):
+    return model(**batch).loss
+
+
+def no_augment(example: dict, rng) -> dict:
+    return example
+
+
 @dataclass(frozen=True)
 class Task:
     """What a task must say for the shared loop, evaluation and CLI to run it.
@@ -27,6 +35,8 @@ class Task:
     collate(examples, processor) -> dict of tensors      one padded batch; `labels` included when known
     predict(model, processor, examples) -> list          predictions for a list of examples
     metrics(predictions, examples) -> dict[str, float]   scores against the examples' references
+    compute_loss(model, batch) -> scalar tensor          the training loss (default: model(**batch).loss)
+    augment(example, rng) -> example                     training-time only changes (crops, noise...)
     """
 
     name: str
@@ -42,6 +52,8 @@ class Task:
     pipeline_tag: str
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     lora_heads: tuple[str, ...] = ()
+    compute_loss: Callable[[Any, dict], Any] = model_loss
+    augment: Callable[[dict, Any], dict] = no_augment
 
 
 TASKS: dict[str, Task] = {}
