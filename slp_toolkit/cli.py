@@ -157,10 +157,20 @@ def cmd_synth(args) -> int:
             sampling_rate=args.sampling_rate,
             task=args.task,
             workers=args.workers,
+            overwrite=args.overwrite,
         )
     except ValueError as err:
         raise ConfigError(f"slp data synth: {err}") from None
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_merge(args) -> int:
+    from slp_toolkit.lora import merge
+
+    summary = merge(args.adapter, args.out)
+    print(json.dumps(summary, indent=2))
+    print(f"merged model saved to {args.out} (adapter {summary['adapter_mb']} MB, merged {summary['merged_mb']} MB)")
     return 0
 
 
@@ -269,7 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampling-rate", type=int, default=16000)
     p.add_argument("--task", choices=["asr", "emotion"], default="asr")
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace a corpus already in OUT")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("merge", help="fold a LoRA adapter into its base -> a plain model dir for pipeline()")
+    p.add_argument("adapter", help="adapter dir (output of a recipe with a lora: section)")
+    p.add_argument("out", help="directory for the merged model")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("tiny", help="write tiny random-init checkpoints (for tests and offline trials)")
     p.add_argument("out")
