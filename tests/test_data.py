@@ -157,3 +157,13 @@ def test_length_batches_budget_and_determinism():
     assert padded / durations.sum() < 1.15  # little padding thanks to length grouping
     two = length_batches(durations, 40, 16, seed=3, epoch=0, multiple_of=2)
     assert all(len(b) % 2 == 0 for b in two)
+
+
+def test_synth_corpus_loads_through_the_data_layer(corpus):
+    cfg = DataConfig()
+    train = load_split(str(corpus / "train"), cfg, 16000)
+    unseen = load_split(str(corpus / "test_unseen"), cfg, 16000)
+    assert len(train) > 20 and len(unseen) > 0
+    assert set(train["speaker"]).isdisjoint(set(unseen["speaker"]))
+    assert all(t == normalize_text(r) for t, r in zip(train["text"], train["raw_text"]))
+    assert min(train["duration"]) > 0.2

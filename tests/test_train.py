@@ -122,3 +122,19 @@ def test_two_process_ddp_matches_one_process(tmp_path, corpus):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert losses(two_dir / "out") == pytest.approx(losses(one_dir / "out"), rel=1e-3, abs=1e-4)
+
+
+def test_user_audiofolder_with_only_four_overrides(tmp_path, corpus, tiny_models, capsys):
+    """README's recipe for one's own data: a shipped recipe plus data/output/model overrides."""
+    overrides = [
+        f"data.train={corpus / 'train'}",
+        f"data.eval={corpus / 'validation'}",
+        f"output_dir={tmp_path / 'mine'}",
+        f"model.name_or_path={tiny_models['wav2vec2-ctc']}",
+        "train.max_steps=3",  # keep the test short; the recipe's own budget is for real runs
+        "train.eval_every=3",
+    ]
+    assert main(["train", "recipes/asr/wav2vec2_base_ctc.yaml", *overrides]) == 0
+    assert (tmp_path / "mine" / "model.safetensors").is_file()
+    assert main(["eval", str(tmp_path / "mine"), "--data", str(corpus / "test_unseen")]) == 0
+    assert "cer" in capsys.readouterr().out
