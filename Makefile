@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 quickstart: setup
-	@test -f $(DATA)/test_unseen/metadata.csv || $(BIN)/slp data synth $(DATA) --n 3000 --seed 0
+	@test -f $(DATA)/test_unseen/metadata.csv || $(BIN)/slp data synth $(DATA) --n 4000 --seed 0
 	@if [ -d $(RUN)/checkpoints ]; then $(BIN)/slp train recipes/asr/ctc_quickstart.yaml --resume; \
 	  else $(BIN)/slp train recipes/asr/ctc_quickstart.yaml; fi
 	$(BIN)/slp eval $(RUN) --data $(DATA)/test_unseen

@@ -89,8 +89,6 @@ def cmd_eval(args) -> int:
     from slp_toolkit.evaluate import evaluate_split, format_table, write_metrics
     from slp_toolkit.tasks import detect_task
 
-    task = detect_task(args.model)
-    model, processor = task.load(args.model)
     data_cfg = DataConfig(
         text_column=args.text_column,
         audio_column=args.audio_column,
@@ -98,6 +96,16 @@ def cmd_eval(args) -> int:
         max_seconds=args.max_seconds,
         normalize_text=False,
     )
+    if args.folds:
+        from slp_toolkit.folds import headline, run_folds
+
+        summary = run_folds(args.model, args.data, args.folds, args.fold_override, data_cfg, args.batch_seconds)
+        print(format_table({k: v for k, v in summary.items() if not k.startswith(("confusion/", "support/"))}))
+        print(headline(summary))
+        print(f"metrics written to {Path(args.model) / 'folds' / 'metrics.json'}")
+        return 0
+    task = detect_task(args.model)
+    model, processor = task.load(args.model)
     rate = _rate(processor)
     ds = load_split(args.data, data_cfg, rate, task.needs, args.max_samples)
     from slp_toolkit.evaluate import prepare
@@ -107,6 +115,12 @@ def cmd_eval(args) -> int:
     out = Path(args.output_dir or Path(args.model) / "eval" / _split_name(args.data))
     out.mkdir(parents=True, exist_ok=True)
     write_metrics(metrics, out / "metrics.json")
+    from slp_toolkit.metrics import confusion_from_metrics
+
+    if (confusion := confusion_from_metrics(metrics)) is not None:  # classifiers: confusion.png too
+        from slp_toolkit.plots import plot_confusion
+
+        plot_confusion(confusion[1], confusion[0], out / "confusion.png")
     with (out / "predictions.jsonl").open("w") as f:
         for path, ref, pred in zip(ds["path"], _refs(ds), predictions, strict=True):
             f.write(json.dumps({"path": str(path), "reference": ref, "prediction": pred}) + "\n")
@@ -140,6 +154,44 @@ def cmd_transcribe(args) -> int:
     predictions = predict_split(task, model, processor, ds, args.batch_seconds)
     for row, text in zip(rows, predictions, strict=True):
         print(json.dumps({"path": row["path"], "text": text}) if args.json else f"{row['path']}\t{text}")
+    return 1 if failed and args.strict else 0
+
+
+def cmd_classify(args) -> int:
+    import dataclasses
+    from functools import partial
+
+    from slp_toolkit.data import AudioError, read_audio
+    from slp_toolkit.evaluate import predict_split
+    from slp_toolkit.tasks import detect_task
+
+    task = detect_task(args.model)
+    if task.pipeline_tag != "audio-classification":
+        raise ConfigError(f"{args.model}: a {task.name} model, not an audio classifier (see `slp transcribe`)")
+    from slp_toolkit.tasks.emotion import top_k
+
+    model, processor = task.load(args.model)
+    rate = _rate(processor)
+    rows, failed = [], 0
+    for path in _audio_files(args.inputs):
+        try:
+            wave = read_audio(path, rate)
+        except AudioError as err:
+            print(f"{path}: skipped ({err})", file=sys.stderr)
+            failed += 1
+            continue
+        rows.append({"audio": wave, "duration": len(wave) / rate, "path": str(path)})
+    if not rows:
+        raise ConfigError(f"{' '.join(args.inputs)}: no readable audio files")
+    import datasets
+
+    ds = datasets.Dataset.from_list(rows).with_format("numpy")
+    ranking = dataclasses.replace(task, predict=partial(top_k, k=args.top_k))
+    for row, best in zip(rows, predict_split(ranking, model, processor, ds, args.batch_seconds), strict=True):
+        if args.json:
+            print(json.dumps({"path": row["path"], "labels": [{"label": lb, "score": s} for lb, s in best]}))
+        else:
+            print(f"{row['path']}\t" + "  ".join(f"{lb} {s:.3f}" for lb, s in best))
     return 1 if failed and args.strict else 0
 
 
@@ -179,6 +231,27 @@ def cmd_tiny(args) -> int:
 
     for name, path in write_tiny_checkpoints(args.out).items():
         print(f"{name}: {path}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from slp_toolkit.demo import route, serve
+
+    serve(route(args.models), args)
+    return 0
+
+
+def cmd_push(args) -> int:
+    from slp_toolkit import hub
+
+    if args.dry_run:
+        files = hub.stage(args.output_dir, args.dry_run, args.repo_id, space=args.space)
+        for f in files:
+            print(f"{Path(args.dry_run) / f}\t{(Path(args.dry_run) / f).stat().st_size} bytes")
+        print(f"staged {len(files)} files in {args.dry_run} for {args.repo_id}; nothing uploaded (--dry-run)")
+        return 0
+    done = hub.push(args.output_dir, args.repo_id, private=args.private, space=args.space)
+    print(f"pushed {len(done['files'])} files: " + "  ".join(done["urls"]))
     return 0
 
 
@@ -258,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=60.0, help="skip longer clips")
     p.add_argument("--batch-seconds", type=float, default=120.0, help="audio seconds per batch")
     p.add_argument("--output-dir", default=None, help="default: MODEL/eval/<split name>")
+    p.add_argument("--folds", type=int, default=None, metavar="K",
+                   help="speaker-independent K-fold: retrain the model's recipe on K-1 speaker groups of --data, "
+                   "test on the held-out one (in MODEL/folds/fold-i); report mean ± std")  # fmt: skip
+    p.add_argument("--fold-override", action="append", default=[], metavar="KEY=VALUE",
+                   help="recipe override for every fold's training, e.g. train.max_minutes=2 (repeatable)")  # fmt: skip
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("transcribe", help="transcribe audio files with a trained ASR model")
@@ -267,6 +345,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--strict", action="store_true", help="exit 1 if any file was unreadable")
     p.set_defaults(func=cmd_transcribe)
+
+    p = sub.add_parser("classify", help="top-k labels with probabilities from a trained audio classifier")
+    p.add_argument("model")
+    p.add_argument("inputs", nargs="+", help="audio files or directories")
+    p.add_argument("--top-k", type=int, default=3, help="how many labels to print per file")
+    p.add_argument("--batch-seconds", type=float, default=120.0)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any file was unreadable")
+    p.set_defaults(func=cmd_classify)
 
     data = sub.add_parser("data", help="data tools").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("synth", help="write a synthetic espeak-ng speech corpus (audiofolder splits)")
@@ -290,6 +377,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tiny", help="write tiny random-init checkpoints (for tests and offline trials)")
     p.add_argument("out")
     p.set_defaults(func=cmd_tiny)
+
+    from slp_toolkit.demo import add_launch_args  # light: gradio is imported only when serving
+
+    p = sub.add_parser("demo", help="Gradio demo: each model's task picks its tab (Transcribe, Synthesize, Emotion)")
+    p.add_argument("models", nargs="+", help="output dirs, adapter dirs or Hub names; one per tab")
+    add_launch_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("push", help="upload a run (weights, processor, recipe, metrics, plots, model card) to the Hub")
+    p.add_argument("output_dir", help="output dir of `slp train`")
+    p.add_argument("--repo-id", required=True, help="NAME or OWNER/NAME of the model repo")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--dry-run", default=None, metavar="STAGE_DIR", help="only stage the upload into STAGE_DIR")
+    p.add_argument("--space", action="store_true", help="also a Gradio Space serving the model (STAGE_DIR/space)")
+    p.set_defaults(func=cmd_push)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""Metrics computed locally (no `evaluate.load`, which needs the Hub): WER/CER with jiwer."""
+"""Metrics computed locally (no `evaluate.load`, which needs the Hub): WER/CER with jiwer; UA/WA/F1 for classifiers."""
 
 from __future__ import annotations
 
@@ -44,3 +44,64 @@ def asr_metrics(
             out[f"wer/{g}"], out[f"cer/{g}"] = sub["wer"], sub["cer"]
     out["n"] = len(predictions)
     return out
+
+
+# ---------------------------------------------------------------- classification (speech emotion)
+def confusion_matrix(predictions: list[str], references: list[str], labels: list[str]) -> list[list[int]]:
+    """Counts with rows = reference label and columns = predicted label, both in `labels` order;
+    pairs with a label outside `labels` are not counted."""
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = [[0] * len(labels) for _ in labels]
+    for p, r in zip(predictions, references, strict=True):
+        if p in index and r in index:
+            matrix[index[r]][index[p]] += 1
+    return matrix
+
+
+def classification_metrics(
+    predictions: list[str], references: list[str], labels: list[str] | None = None
+) -> dict[str, float]:
+    """Utterance-classification scores, the way emotion papers report them:
+
+    - `wa` weighted accuracy (plain accuracy: correct / all) and `ua` unweighted accuracy (mean
+      per-class recall over the classes the references contain), `macro_f1` (mean F1 over the classes
+      that occur in references or predictions), `n`;
+    - `precision/<label>`, `recall/<label>`, `f1/<label>`, `support/<label>` (0 where undefined);
+    - `confusion/<reference>/<prediction>` counts: the confusion matrix, flat so that every value is a
+      number (see `confusion_from_metrics`).
+
+    `labels` fixes the classes and their order (default: sorted labels of references + predictions)."""
+    labels = list(labels) if labels is not None else sorted(set(references) | set(predictions))
+    matrix = confusion_matrix(predictions, references, labels)
+    out: dict[str, float] = {}
+    per_class, recalls, f1s = {}, [], []
+    for i, label in enumerate(labels):
+        tp, support, predicted = matrix[i][i], sum(matrix[i]), sum(row[i] for row in matrix)
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[label] = (precision, recall, f1, support)
+        if support:
+            recalls.append(recall)
+        if support or predicted:
+            f1s.append(f1)
+    n = len(references)
+    out["wa"] = sum(p == r for p, r in zip(predictions, references, strict=True)) / n if n else float("nan")
+    out["ua"] = sum(recalls) / len(recalls) if recalls else float("nan")
+    out["macro_f1"] = sum(f1s) / len(f1s) if f1s else float("nan")
+    out["n"] = n
+    for label, (precision, recall, f1, support) in per_class.items():
+        out[f"precision/{label}"], out[f"recall/{label}"], out[f"f1/{label}"] = precision, recall, f1
+        out[f"support/{label}"] = support
+    for i, ref in enumerate(labels):
+        for j, pred in enumerate(labels):
+            out[f"confusion/{ref}/{pred}"] = matrix[i][j]
+    return out
+
+
+def confusion_from_metrics(metrics: dict) -> tuple[list[str], list[list[int]]] | None:
+    """The (labels, matrix) held in a `classification_metrics` dict, or None when there is none."""
+    labels = [k[len("support/") :] for k in metrics if k.startswith("support/")]
+    if not labels or f"confusion/{labels[0]}/{labels[0]}" not in metrics:
+        return None
+    return labels, [[int(metrics[f"confusion/{r}/{p}"]) for p in labels] for r in labels]

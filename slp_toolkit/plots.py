@@ -28,3 +28,31 @@ def plot_history(history: list[dict], path: Path, metric: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_confusion(matrix: list[list[int]], labels: list[str], path: Path) -> None:
+    """A confusion matrix (rows: reference, columns: prediction) with counts in the cells, shaded by
+    the row's share (per-class recall on the diagonal), so that rare classes are as visible as common ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    counts = np.asarray(matrix, dtype=float).reshape(len(labels), len(labels))
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = 1.2 + 0.6 * len(labels)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            color = "white" if shares[i, j] > 0.5 else "black"
+            ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", color=color, fontsize=9)
+    ticks = range(len(labels))
+    ax.set_xticks(ticks, labels, rotation=45, ha="right")
+    ax.set_yticks(ticks, labels)
+    ax.set(xlabel="predicted", ylabel="reference", title="confusion matrix (shade: share of the row)")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

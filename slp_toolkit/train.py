@@ -91,6 +91,13 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > accelerator.num_processes:
+        # each process would train alone and they would overwrite each other's outputs
+        raise TrainError(
+            f"launched {launched} processes but Accelerate did not join them (no GPU?); "
+            "on a machine without GPUs set ACCELERATE_USE_CPU=1 for a gloo process group"
+        )
     set_seed(cfg.seed)
     main = accelerator.is_main_process
 
@@ -103,7 +110,7 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
     if recipe.lora is not None:
         from slp_toolkit.lora import apply_lora
 
-        model = apply_lora(model, recipe.lora, task)
+        model = apply_lora(model, recipe.lora, task, out / "base")  # a scratch base is saved there
     if main:
         out.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, out / "recipe.yaml")
@@ -194,6 +201,10 @@ class _Run:
         self.last_eval_time = state.elapsed
         self.stop_early = False
         self.last_checkpoint = -1
+        # every rank must agree on whether finish() evaluates (collectives inside); only rank 0 holds evals
+        self.last_eval_step = (
+            state.step if any(h.get("step") == state.step and "eval" in h for h in state.history) else -1
+        )
         self.metric = self.cfg.metric_for_best or task.main_metric
 
     def finished(self, epoch_fraction: float) -> bool:
@@ -244,6 +255,7 @@ class _Run:
         s, c = self.state, self.cfg
         metrics = self.evaluate()
         self.last_eval_time = s.elapsed
+        self.last_eval_step = s.step
         flags = torch.zeros(2, device=self.acc.device)
         if metrics is not None:
             value = metrics[self.metric]
@@ -292,14 +304,18 @@ class _Run:
         """save_pretrained model + processor into `target`, swapped in atomically."""
         tmp = target.with_name(f".tmp-{target.name}")
         shutil.rmtree(tmp, ignore_errors=True)
-        self.acc.unwrap_model(self.model).save_pretrained(tmp)
+        model = self.acc.unwrap_model(self.model)
+        model.save_pretrained(tmp)
+        generation = getattr(model, "generation_config", None)
+        if generation is not None and not (tmp / "generation_config.json").exists():
+            generation.save_pretrained(tmp)  # a LoRA adapter's save leaves out its decoding settings
         self.processor.save_pretrained(tmp)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
 
     def finish(self) -> dict:
         s = self.state
-        if self.eval_ds is not None and not any(h.get("step") == s.step and "eval" in h for h in s.history):
+        if self.eval_ds is not None and self.last_eval_step != s.step:
             self.evaluate_and_checkpoint()
         self.checkpoint()
         metrics: dict = {"step": s.step, "elapsed_s": round(s.elapsed, 1)}

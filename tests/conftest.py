@@ -44,8 +44,43 @@ def corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def emotion_corpus(tmp_path_factory):
+    """A small synthetic emotion corpus (label column: neutral/happy/sad/angry), made once per session."""
+    from slp_toolkit.corpus import make_corpus
+
+    out = tmp_path_factory.mktemp("emotion_corpus")
+    make_corpus(out, n=48, seed=2, task="emotion", workers=1)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Tiny random-init checkpoints with real processors, written once per test session."""
     from slp_toolkit.scratch import write_tiny_checkpoints
 
     return write_tiny_checkpoints(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def ctc_run(tmp_path_factory, corpus):
+    """A tiny CTC output dir made the real way (`slp train`, 4 steps on 8 clips), trained once per session
+    (for the demo and Hub tests, which need a run's outputs rather than a good model). The learning rate
+    is low on purpose: a barely trained CTC model still emits characters, where a few more steps make
+    it emit only blanks, and an empty transcript would prove little about the demo."""
+    import json
+
+    from slp_toolkit.cli import main
+
+    root = tmp_path_factory.mktemp("ctc_run")
+    settings = {"learning_rate": 1e-4, "max_steps": 4, "eval_every": 4, "batch_seconds": 12, "num_threads": 1}
+    recipe = root / "r.yaml"
+    recipe.write_text(
+        "# tiny CTC run for demo and Hub tests\n#   slp train r.yaml\ntask: asr_ctc\n"
+        "model: {init: scratch, preset: tiny, mask_time_prob: 0.0}\n"
+        f"data: {{train: {corpus / 'train'}, eval: {corpus / 'validation'}, max_train_samples: 8, max_eval_samples: 8}}\n"
+        f"train: {json.dumps(settings)}\noutput_dir: {root / 'out'}\n"
+    )
+    with pytest.MonkeyPatch.context() as mp:  # session fixtures run before the per-test cache fixture
+        mp.setenv("SLP_CACHE", str(tmp_path_factory.getbasetemp() / "slp_cache"))
+        assert main(["train", str(recipe)]) == 0
+    return root / "out"

@@ -35,3 +35,58 @@ def test_per_group_breakdown():
 def test_empty_prediction_counts_as_deletions_and_empty_reference_is_skipped():
     m = error_rates(["", "anything"], ["two words", ""])
     assert m["wer"] == 1.0
+
+
+# ---------------------------------------------------------------- classification (speech emotion)
+# rows = reference, columns = prediction, labels a, b, c:
+#   a: 3 1 0   (support 4)
+#   b: 1 1 0   (support 2)
+#   c: 1 1 2   (support 4)
+CONFUSION = [[3, 1, 0], [1, 1, 0], [1, 1, 2]]
+
+
+def _pairs(matrix: list[list[int]], labels: list[str]) -> tuple[list[str], list[str]]:
+    preds, refs = [], []
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            refs += [labels[i]] * count
+            preds += [labels[j]] * count
+    return preds, refs
+
+
+def test_classification_metrics_equal_hand_computed_values():
+    from slp_toolkit.metrics import classification_metrics, confusion_matrix
+
+    preds, refs = _pairs(CONFUSION, ["a", "b", "c"])
+    assert confusion_matrix(preds, refs, ["a", "b", "c"]) == CONFUSION
+    m = classification_metrics(preds, refs)
+    assert m["wa"] == pytest.approx(6 / 10)  # diagonal / all
+    assert m["ua"] == pytest.approx((3 / 4 + 1 / 2 + 2 / 4) / 3)  # mean recall
+    # precision a 3/5, b 1/3, c 2/2; F1 = 2PR/(P+R): a 2/3, b 0.4, c 2/3
+    assert m["precision/a"] == pytest.approx(3 / 5) and m["precision/b"] == pytest.approx(1 / 3)
+    assert m["recall/c"] == pytest.approx(1 / 2) and m["f1/b"] == pytest.approx(0.4)
+    assert m["f1/a"] == pytest.approx(2 / 3) and m["f1/c"] == pytest.approx(2 / 3)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.4 + 2 / 3) / 3)
+    assert m["support/b"] == 2 and m["n"] == 10
+    assert m["confusion/c/b"] == 1 and m["confusion/a/a"] == 3 and m["confusion/b/c"] == 0
+
+
+def test_confusion_round_trips_through_the_flat_metrics():
+    from slp_toolkit.metrics import classification_metrics, confusion_from_metrics
+
+    preds, refs = _pairs(CONFUSION, ["a", "b", "c"])
+    assert confusion_from_metrics(classification_metrics(preds, refs)) == (["a", "b", "c"], CONFUSION)
+    assert confusion_from_metrics({"wer": 0.1}) is None
+
+
+def test_a_class_only_predicted_counts_in_macro_f1_but_not_in_ua():
+    from slp_toolkit.metrics import classification_metrics
+
+    m = classification_metrics(["a", "x", "b", "b"], ["a", "a", "b", "b"])
+    assert m["ua"] == pytest.approx((1 / 2 + 1) / 2)  # x has no reference: no recall to average
+    # F1 a = 2 * 1 * 0.5 / 1.5 = 2/3, b = 1, x = 0 (predicted, never right)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert m["recall/x"] == 0.0 and m["precision/x"] == 0.0 and m["support/x"] == 0
+    fixed = classification_metrics(["a", "b"], ["a", "b"], labels=["b", "a", "z"])
+    assert list(k for k in fixed if k.startswith("support/")) == ["support/b", "support/a", "support/z"]
+    assert fixed["macro_f1"] == 1.0  # z neither referenced nor predicted: left out of the average

@@ -181,7 +181,9 @@ def test_speecht5_checkpoints_load_and_run(tiny):
 def test_presets_build_and_run(preset):
     torch.manual_seed(0)
     ctc, processor = scratch.build_ctc(list("abc "), preset)
-    assert ctc(torch.randn(1, 16000)).logits.shape == (1, 49, len(processor.tokenizer))
+    frames = ctc(torch.randn(1, 16000)).logits.shape
+    assert frames[0] == 1 and frames[2] == len(processor.tokenizer)
+    assert 48 <= frames[1] <= 50  # 20 ms frames, whatever the conv stack's edge effects
     whisper, processor = scratch.build_whisper(preset)
     features = processor(audio=_audio(), sampling_rate=16000, return_tensors="pt").input_features
     assert whisper.generate(features, max_new_tokens=2).shape[0] == 1

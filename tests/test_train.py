@@ -107,6 +107,7 @@ def test_bad_recipe_stops_before_any_model_is_built(tmp_path, corpus, capsys):
                     reason="accelerate CLI missing")  # fmt: skip
 def test_two_process_ddp_matches_one_process(tmp_path, corpus):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    env["ACCELERATE_USE_CPU"] = "1"  # without it a GPU-less --multi_gpu launch makes two unconnected processes
     one_dir, two_dir = tmp_path / "one", tmp_path / "two"
     one_dir.mkdir(), two_dir.mkdir()
     # 8 clips in batches of exactly 4: the same global batches whether 1 or 2 processes share them
@@ -121,7 +122,16 @@ def test_two_process_ddp_matches_one_process(tmp_path, corpus):
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    assert (two_dir / "out" / "checkpoints" / "step-0000008" / "random_states_1.pkl").is_file(), "not one DDP group"
     assert losses(two_dir / "out") == pytest.approx(losses(one_dir / "out"), rel=1e-3, abs=1e-4)
+
+
+def test_unjoined_processes_are_refused(tmp_path, corpus):
+    """A GPU-less --multi_gpu launch without ACCELERATE_USE_CPU: two lone processes racing on one dir."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "WORLD_SIZE": "2"}
+    env.pop("ACCELERATE_USE_CPU", None)
+    done = subprocess.run([*SLP, "train", str(write_recipe(tmp_path, corpus))], capture_output=True, text=True, env=env)
+    assert done.returncode == 2 and "did not join them" in done.stderr
 
 
 def test_user_audiofolder_with_only_four_overrides(tmp_path, corpus, tiny_models, capsys):

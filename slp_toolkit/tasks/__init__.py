@@ -17,6 +17,14 @@ class ModelLoadError(UserError):
     """A model or processor could not be loaded; the message names it and says why in one line."""
 
 
+class TaskNotImplementedError(ModelLoadError):
+    """A known task whose module this version lacks (e.g. the demo hides that task's tab)."""
+
+    def __init__(self, task: str):
+        super().__init__(f"task {task!r} is not implemented in this version yet")
+        self.task = task
+
+
 def model_loss(model, batch: dict):
     return model(**batch).loss
 
@@ -76,7 +84,7 @@ def get_task(name: str) -> Task:
             importlib.import_module(f"slp_toolkit.tasks.{_MODULES[name]}")
         except ModuleNotFoundError as err:
             if err.name == f"slp_toolkit.tasks.{_MODULES[name]}":
-                raise ModelLoadError(f"task {name!r} is not implemented in this version yet") from None
+                raise TaskNotImplementedError(name) from None
             raise
     return TASKS[name]
 

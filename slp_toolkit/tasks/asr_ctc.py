@@ -110,11 +110,17 @@ def check_head(model, processor, name: str) -> None:
 
 
 def load(model_dir: str) -> tuple:
+    """A trained CTC dir, a Hub name, or a LoRA adapter dir (its base found via adapter_config)."""
     from transformers import AutoModelForCTC, AutoProcessor
 
+    from slp_toolkit import lora
+
+    base = lora.adapter_base(model_dir)
     processor = load_or_fail(AutoProcessor.from_pretrained, model_dir, "processor")
-    model = load_or_fail(AutoModelForCTC.from_pretrained, model_dir, "CTC model")
+    model = load_or_fail(AutoModelForCTC.from_pretrained, base or model_dir, "CTC model")
     check_head(model, processor, model_dir)
+    if base is not None:
+        model = lora.load_adapter(model, model_dir)
     return model.eval(), processor
 
 

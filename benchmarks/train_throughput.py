@@ -1,0 +1,551 @@
+"""Training throughput: slp_toolkit's loop against a plain `transformers.Trainer` script.
+
+    python benchmarks/train_throughput.py [--seconds 180] [--batch-seconds 40] [--threads 2]
+
+Both sides train the same from-scratch wav2vec2 CTC model (`small` preset, same seed; the initial
+weights are hashed and compared) on the same synthetic corpus, with the same audio per batch, learning
+rate schedule and thread count, for the same wall time, one after the other, each in its own process.
+Throughput is audio seconds of real clips per second of training (first step to last, data
+preparation excluded); then each final model is scored on the corpus `test` split. See README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_CORPUS = Path("/tmp/corpus3000")  # made by `slp data synth /tmp/corpus3000 --n 3000`, if present
+RATE = 16000
+LEARNING_RATE = 1e-3  # recipes/asr/ctc_quickstart.yaml
+SEED = 0
+MASK_TIME_PROB = 0.05
+EVAL_CLIPS = 200
+GOAL = 1.5
+
+
+# ---------------------------------------------------------------- measuring, inside a child
+def _proc_mib(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def busy_cores() -> tuple[float, float]:
+    """(busy, total) CPU time of the whole machine so far, from /proc/stat (zeros elsewhere)."""
+    try:
+        fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def cores_used(before: tuple[float, float], after: tuple[float, float]) -> float:
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total * (os.cpu_count() or 1) if total > 0 else 0.0
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Meter:
+    """The training window of one side: wall and CPU time, and peak RSS before and during it."""
+
+    def __init__(self) -> None:
+        self.t_start: float | None = None
+        self.result: dict[str, Any] = {}
+
+    def begin(self) -> None:
+        import torch
+
+        self.result["threads_in_training"] = torch.get_num_threads()
+        self.result["prep_peak_rss_mib"] = _proc_mib("VmHWM")
+        try:  # "5" resets the peak-RSS watermark (Linux), so the training peak is its own
+            Path("/proc/self/clear_refs").write_text("5")
+            self.reset = True
+        except OSError:
+            self.reset = False
+        self.machine0, self.cpu0, self.t_start = busy_cores(), _cpu_seconds(), time.perf_counter()
+
+    def elapsed(self) -> float:
+        return 0.0 if self.t_start is None else time.perf_counter() - self.t_start
+
+    def stop(self) -> None:
+        if "wall_s" in self.result or self.t_start is None:
+            return
+        wall = self.elapsed()
+        peak = _proc_mib("VmHWM")
+        self.result.update(wall_s=wall, cpu_util=(_cpu_seconds() - self.cpu0) / max(wall, 1e-9))
+        # cores that other processes kept busy meanwhile: anything well above 0 skews the timing
+        self.result["other_cores"] = max(0.0, cores_used(self.machine0, busy_cores()) - self.result["cpu_util"])
+        self.result["train_peak_rss_mib"] = peak if self.reset else None
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        self.result["peak_rss_mib"] = max(x for x in (maxrss, peak, self.result["prep_peak_rss_mib"]) if x)
+
+
+def fingerprint(model) -> str:
+    """Hash of the weights and config, to check both sides start from the same model."""
+    h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def batch_stats(real: list[float], padded: list[float]) -> dict:
+    n = max(len(real), 1)
+    return {
+        "real_audio_s_per_batch": round(sum(real) / n, 2),
+        "padded_audio_s_per_batch": round(sum(padded) / n, 2),
+        "padding_fraction": round(1 - sum(real) / max(sum(padded), 1e-9), 3),
+    }
+
+
+def score(model_dir: Path, corpus: Path, batch_seconds: float) -> dict:
+    """Greedy-CTC CER/WER of a saved model on the first EVAL_CLIPS clips of the corpus' test split."""
+    from slp_toolkit.config import DataConfig
+    from slp_toolkit.data import load_split
+    from slp_toolkit.evaluate import evaluate_split
+    from slp_toolkit.tasks import get_task
+
+    task = get_task("asr_ctc")
+    test = load_split(str(corpus / "test"), DataConfig(), RATE, task.needs, EVAL_CLIPS)
+    model, processor = task.load(str(model_dir))
+    metrics, _ = evaluate_split(task, model, processor, test, batch_seconds)
+    return {"cer": metrics["cer"], "wer": metrics["wer"], "eval_clips": len(test)}
+
+
+def _profiled(spec: dict, side: str, fn):
+    if not spec["profile"]:
+        return fn()
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(fn)
+    finally:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(40)
+        Path(spec["out"]).parent.joinpath(f"{side}_profile.txt").write_text(text.getvalue())
+
+
+# ---------------------------------------------------------------- our side
+def run_prep(spec: dict) -> dict:
+    """Decode (or read back from the cache) the train split the way `train()` will, in its own process,
+    so that the one-time decoding is neither in our training window nor in our peak RSS."""
+    from slp_toolkit.config import DataConfig
+    from slp_toolkit.data import load_split
+
+    t = time.perf_counter()
+    ds = load_split(str(Path(spec["corpus"]) / "train"), DataConfig(), RATE, ("text",))
+    return {"decode_s": time.perf_counter() - t, "clips": len(ds), "peak_rss_mib": _proc_mib("VmHWM")}
+
+
+def run_ours(spec: dict) -> dict:
+    import numpy as np
+    import torch
+    import yaml
+
+    torch.set_num_threads(spec["threads"])
+    import slp_toolkit.train as loop
+    from slp_toolkit.config import load_recipe
+    from slp_toolkit.tasks import TASKS, get_task
+
+    out = Path(spec["work"]) / "ours"
+    recipe_file = Path(spec["work"]) / "ours_recipe.yaml"
+    recipe_file.write_text(
+        yaml.safe_dump(
+            {
+                "task": "asr_ctc",
+                "model": {
+                    "init": "scratch",
+                    "preset": "small",
+                    "sampling_rate": RATE,
+                    "mask_time_prob": MASK_TIME_PROB,
+                },
+                "data": {"train": str(Path(spec["corpus"]) / "train")},
+                "train": {
+                    "seed": SEED,
+                    "learning_rate": LEARNING_RATE,
+                    "batch_seconds": spec["batch_seconds"],
+                    "max_minutes": spec["seconds"] / 60,
+                    "num_threads": spec["threads"],
+                    "eval_every": 10**9,  # no mid-run checkpoint: the Trainer side saves nothing either
+                },
+                "output_dir": str(out),
+            },
+            sort_keys=False,
+        )
+    )
+    recipe = load_recipe(recipe_file)
+
+    # Observation only: note when the loop starts (its first length_batches call, right after the
+    # loop's own clock starts) and ends (_Run.finish), which batches it drew, and the initial weights.
+    meter, drawn, init = Meter(), {"durations": None, "batches": []}, {}
+    real_length_batches, real_finish, task = loop.length_batches, loop._Run.finish, get_task("asr_ctc")
+
+    def length_batches(durations, *args, **kwargs):
+        if meter.t_start is None:
+            meter.begin()
+        batches = real_length_batches(durations, *args, **kwargs)
+        drawn["durations"], drawn["batches"] = durations, drawn["batches"] + batches
+        return batches
+
+    def finish(run):
+        meter.stop()
+        return real_finish(run)
+
+    def build(recipe, train_ds):
+        model, processor = task.build(recipe, train_ds)
+        init["fingerprint"] = fingerprint(model)
+        return model, processor
+
+    loop.length_batches, loop._Run.finish = length_batches, finish
+    TASKS["asr_ctc"] = dataclasses.replace(task, build=build)
+
+    t_call = time.perf_counter()
+    _profiled(spec, "ours", lambda: loop.train(recipe))
+    metrics = json.loads((out / "metrics.json").read_text())
+    steps = int(metrics["step"])
+    d, used = drawn["durations"], drawn["batches"][:steps]
+    real = [float(np.sum(d[b])) for b in used]
+    padded = [float(np.max(d[b]) * len(b)) for b in used]
+    r = meter.result
+    return {
+        "audio_s_per_s": float(metrics["audio_seconds_per_second"]),  # the loop's own number
+        "audio_s_per_s_check": sum(real) / r["wall_s"],  # the same, from our own clock
+        "steps": steps,
+        "train_s": float(metrics["elapsed_s"]),
+        "audio_s": sum(real),
+        "clips_per_batch": round(float(np.mean([len(b) for b in used])), 2),
+        **batch_stats(real, padded),
+        **r,
+        "prep": {"setup_s": round(meter.t_start - t_call, 2)},
+        "optimizer": "torch.optim.AdamW (slp_toolkit.train)",
+        "init_fingerprint": init.get("fingerprint"),
+        **score(out, Path(spec["corpus"]), spec["batch_seconds"]),
+    }
+
+
+# ---------------------------------------------------------------- the Trainer side
+@dataclasses.dataclass
+class DataCollatorCTCWithPadding:
+    """The collator of transformers' speech-recognition example (not in the library in v5)."""
+
+    processor: Any
+    padding: bool | str = True
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        input_features = [{"input_values": f["input_values"]} for f in features]
+        label_features = [{"input_ids": f["labels"]} for f in features]
+        batch = self.processor.feature_extractor.pad(input_features, padding=self.padding, return_tensors="pt")
+        labels = self.processor.tokenizer.pad(label_features, padding=self.padding, return_tensors="pt")
+        batch["labels"] = labels["input_ids"].masked_fill(labels.attention_mask.ne(1), -100)
+        if "attention_mask" in batch:
+            batch["attention_mask"] = batch["attention_mask"].to(torch.long)
+        return batch
+
+
+class CountingCollator:
+    """Wraps a collator to note the real and padded audio seconds of the batch it just made."""
+
+    def __init__(self, collator) -> None:
+        self.collator, self.last_real, self.last_padded = collator, 0.0, 0.0
+
+    def __call__(self, features: list[dict]) -> dict:
+        lengths = [len(f["input_values"]) for f in features]
+        self.last_real, self.last_padded = sum(lengths) / RATE, max(lengths) * len(lengths) / RATE
+        return self.collator(features)
+
+
+def run_trainer(spec: dict) -> dict:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    from datasets import Dataset, Features, List, Value
+    from torch.optim.lr_scheduler import LambdaLR
+    from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+
+    from slp_toolkit.config import DataConfig, TrainConfig
+    from slp_toolkit.data import read_audio
+    from slp_toolkit.scratch import build_ctc
+    from slp_toolkit.text import ctc_vocab, normalize_text
+    from slp_toolkit.train import lr_factor
+
+    work, split, limits = Path(spec["work"]), Path(spec["corpus"]) / "train", DataConfig()
+    with (split / "metadata.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+
+    def clips():  # the same clips and targets as our side: same text normaliser, same length limits
+        for row in rows:
+            text, audio = normalize_text(row["transcription"]), read_audio(split / row["file_name"], RATE)
+            if text and limits.min_seconds <= len(audio) / RATE <= limits.max_seconds:
+                yield {"audio": audio, "text": text}
+
+    t0 = time.perf_counter()
+    features = Features({"audio": List(Value("float32")), "text": Value("string")})
+    raw = Dataset.from_generator(clips, features=features, cache_dir=str(work / "hf_datasets"))
+    t1 = time.perf_counter()
+    vocab, _ = ctc_vocab(raw["text"])
+    set_seed(SEED)
+    model, processor = build_ctc(
+        vocab, "small", RATE, mask_time_prob=MASK_TIME_PROB, mask_time_length=10, mask_feature_prob=0.0,
+        mask_feature_length=10, hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+        feat_proj_dropout=0.0, final_dropout=0.0, layerdrop=0.0,
+    )  # fmt: skip
+    init = fingerprint(model)
+
+    def prepare_dataset(batch):
+        batch["input_values"] = processor(audio=batch["audio"], sampling_rate=RATE).input_values[0]
+        batch["input_length"] = len(batch["input_values"])
+        batch["labels"] = processor(text=batch["text"]).input_ids
+        return batch
+
+    audio_as_numpy = raw.with_format("numpy", columns=["audio"], output_all_columns=True)
+    train_ds = audio_as_numpy.map(prepare_dataset, remove_columns=raw.column_names, desc="preprocess")
+    t2 = time.perf_counter()
+
+    seconds = spec["seconds"]
+    mean_clip = float(np.mean(train_ds["input_length"])) / RATE
+    batch_size = max(1, round(spec["batch_seconds"] / mean_clip))
+    args = TrainingArguments(
+        output_dir=str(work / "trainer_out"),
+        per_device_train_batch_size=batch_size,
+        learning_rate=LEARNING_RATE,
+        max_steps=10**6,  # the wall clock stops the run
+        logging_steps=10,
+        eval_strategy="no",
+        save_strategy="no",
+        report_to=[],
+        dataloader_num_workers=0,
+        use_cpu=True,
+        seed=SEED,
+        **({"train_sampling_strategy": "group_by_length", "length_column_name": "input_length"}
+           if spec["trainer_group_by_length"] else {}),
+    )  # fmt: skip
+    meter, collator = Meter(), CountingCollator(DataCollatorCTCWithPadding(processor))
+    # A steps-based warmup/decay cannot know how many steps fit in a time budget; follow ours instead:
+    # the same function of the fraction of wall time used (10% linear warmup, linear decay).
+    schedule = TrainConfig(learning_rate=LEARNING_RATE, max_minutes=seconds / 60)
+    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    optimizer = optimizer_cls([p for p in model.parameters() if p.requires_grad], **optimizer_kwargs)
+    scheduler = LambdaLR(optimizer, lambda _: lr_factor(schedule, meter.elapsed() / seconds))
+    real: list[float] = []
+    padded: list[float] = []
+
+    class StopAfter(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            meter.begin()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            real.append(collator.last_real)
+            padded.append(collator.last_padded)
+            if meter.elapsed() >= seconds:
+                meter.stop()
+                control.should_training_stop = True
+
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        data_collator=collator,
+        processing_class=processor,
+        optimizers=(optimizer, scheduler),
+        callbacks=[StopAfter()],
+    )
+    _profiled(spec, "trainer", trainer.train)
+    meter.stop()
+    trainer.save_model(str(work / "trainer"))
+    r = meter.result
+    return {
+        "audio_s_per_s": sum(real) / r["wall_s"],
+        "steps": len(real),
+        "train_s": round(r["wall_s"], 1),
+        "audio_s": sum(real),
+        "clips_per_batch": batch_size,
+        **batch_stats(real, padded),
+        **r,
+        "prep": {
+            "decode_s": round(t1 - t0, 2),
+            "map_s": round(t2 - t1, 2),
+            "setup_s": round(meter.t_start - t2, 2),
+        },
+        "optimizer": f"{optimizer_cls.__module__}.{optimizer_cls.__name__} {optimizer_kwargs}",
+        "init_fingerprint": init,
+        **score(work / "trainer", Path(spec["corpus"]), spec["batch_seconds"]),
+    }
+
+
+# ---------------------------------------------------------------- the parent
+def find_corpus(arg: str | None) -> Path:
+    if arg:
+        corpus = Path(arg)
+    elif (SHARED_CORPUS / "train" / "metadata.csv").is_file():
+        corpus = SHARED_CORPUS
+    else:
+        from slp_toolkit.data import cache_root
+
+        corpus = cache_root() / "bench" / "corpus3000"
+        if not (corpus / "test" / "metadata.csv").is_file():
+            from slp_toolkit.corpus import make_corpus
+
+            print(f"synthesising a 3000-utterance corpus into {corpus} (once; ~1 min on 2 cores)", flush=True)
+            make_corpus(corpus, n=3000, seed=0, overwrite=True)
+    for split in ("train", "test"):
+        if not (corpus / split / "metadata.csv").is_file():
+            sys.exit(f"error: {corpus / split}: no metadata.csv (--corpus takes a `slp data synth` output dir)")
+    return corpus
+
+
+def run_child(side: str, spec: dict) -> dict:
+    """Run one side in a fresh process (never two at once) and return what it measured."""
+    work = Path(spec["work"])
+    result_file, log_file = work / f"{side}.json", work / f"{side}.log"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env["OMP_NUM_THREADS"] = str(spec["threads"])
+    t = time.perf_counter()
+    with log_file.open("w") as log:
+        cmd = [sys.executable, __file__, "--child", side, "--spec", json.dumps(spec), "--result", str(result_file)]
+        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
+    if code != 0:
+        tail = log_file.read_text(errors="replace").splitlines()[-30:]
+        sys.exit(f"error: the '{side}' side failed (exit {code}); end of {log_file}:\n" + "\n".join(tail))
+    result = json.loads(result_file.read_text())
+    result.update(process_s=round(time.perf_counter() - t, 1), log=str(log_file))
+    if result.get("other_cores", 0.0) > 0.2:
+        print(f"  warning: other processes used {result['other_cores']:.2f} cores during '{side}' training", flush=True)
+    return result
+
+
+def wait_idle(limit: float, side: str) -> float:
+    """Wait up to `limit` seconds for the machine to be idle (< 0.2 cores busy over 3 s); return the
+    cores busy in the last sample and warn when it is not idle."""
+    deadline = time.monotonic() + limit
+    while True:
+        before = busy_cores()
+        time.sleep(3)
+        busy = cores_used(before, busy_cores())
+        if busy < 0.2 or time.monotonic() >= deadline:
+            break
+        print(f"  waiting for an idle machine ({busy:.1f} cores busy) ...", flush=True)
+        time.sleep(27)
+    if busy >= 0.2:
+        print(f"  warning: {busy:.1f} cores busy before '{side}': timings will be skewed", flush=True)
+    return busy
+
+
+def table(sides: dict[str, dict]) -> str:
+    head = f"{'side':<8} {'audio-s/s':>9} {'steps':>6} {'peak RSS MiB':>12} {'(training)':>10} {'CER':>6}"
+    lines = [head, "-" * len(head)]
+    for name, r in sides.items():
+        train_peak = r["train_peak_rss_mib"] or float("nan")
+        lines.append(
+            f"{name:<8} {r['audio_s_per_s']:>9.1f} {r['steps']:>6d} {r['peak_rss_mib']:>12.0f} {train_peak:>10.0f}"
+            f" {r['cer']:>6.3f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seconds", type=float, default=180.0, help="training wall time of each side")
+    p.add_argument("--batch-seconds", type=float, default=40.0, help="audio seconds per batch")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads on both sides")
+    p.add_argument("--corpus", help=f"a `slp data synth` dir (default {SHARED_CORPUS} if present, else cached)")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_throughput.json"))
+    p.add_argument("--profile", action="store_true", help="cProfile each side (slows both; not for timings)")
+    p.add_argument("--wait-idle", type=float, default=0, help="wait up to this many seconds for an idle machine")
+    p.add_argument("--trainer-group-by-length", action="store_true", help="Trainer side: group_by_length sampling")
+    p.add_argument("--child", choices=("prep", "ours", "trainer"), help=argparse.SUPPRESS)
+    p.add_argument("--spec", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.child:
+        spec = json.loads(args.spec)
+        result = {"prep": run_prep, "ours": run_ours, "trainer": run_trainer}[args.child](spec)
+        Path(args.result).write_text(json.dumps(result))
+        return 0
+
+    from slp_toolkit.data import cache_root
+
+    corpus = find_corpus(args.corpus)
+    work = cache_root() / "bench" / "train_throughput"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "corpus": str(corpus.resolve()), "seconds": args.seconds, "batch_seconds": args.batch_seconds,
+        "threads": args.threads, "work": str(work), "out": str(out), "profile": args.profile,
+        "trainer_group_by_length": args.trainer_group_by_length,
+    }  # fmt: skip
+    print(f"corpus {corpus}; {args.seconds:.0f} s per side, {args.batch_seconds:g} s batches, "
+          f"{args.threads} threads; work dir {work}", flush=True)  # fmt: skip
+    prep = run_child("prep", spec)
+    print(f"  our data: {prep['clips']} train clips decoded or read back in {prep['decode_s']:.1f} s", flush=True)
+    sides = {}
+    for side in ("ours", "trainer"):
+        busy = wait_idle(args.wait_idle, side)
+        print(f"training '{side}' for {args.seconds:.0f} s ...", flush=True)
+        sides[side] = run_child(side, spec) | {"busy_cores_before": round(busy, 2)}
+    sides["ours"]["prep"]["decode_s"] = round(prep["decode_s"], 2)
+
+    ratio = sides["ours"]["audio_s_per_s"] / sides["trainer"]["audio_s_per_s"]
+    same_init = sides["ours"]["init_fingerprint"] == sides["trainer"]["init_fingerprint"]
+    print()
+    print(table(sides))
+    print(f"\nratio ours/Trainer audio-s/s: {ratio:.2f}  (goal >= {GOAL}: {'met' if ratio >= GOAL else 'NOT met'})")
+    print(f"same initial model on both sides: {'yes' if same_init else 'NO (did slp_toolkit change mid-run?)'}")
+    disturbed = [name for name, r in sides.items() if r["other_cores"] > 0.2]
+    if disturbed:
+        print(f"DISTURBED: other processes used CPU while {' and '.join(disturbed)} trained; rerun on an idle machine")
+    for name, r in sides.items():
+        prep_text = ", ".join(f"{k} {v:.1f} s" for k, v in r["prep"].items())
+        print(
+            f"{name:<8} prep ({prep_text}); {r['clips_per_batch']} clips/batch, "
+            f"{r['real_audio_s_per_batch']} s real / {r['padded_audio_s_per_batch']} s padded audio per batch; "
+            f"CPU use {r['cpu_util']:.2f} cores (others {r['other_cores']:.2f}); {r['threads_in_training']} threads"
+        )
+    report = {
+        "config": {k: spec[k] for k in ("corpus", "seconds", "batch_seconds", "threads", "trainer_group_by_length")}
+        | {"learning_rate": LEARNING_RATE, "seed": SEED, "mask_time_prob": MASK_TIME_PROB, "preset": "small"},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "sides": sides,
+        "ratio_ours_over_trainer": ratio,
+        "goal": GOAL,
+        "same_init": same_init,
+        "disturbed": disturbed,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Task asr_seq2seq: Whisper speech recognition (WhisperForConditionalGeneration).
+
+The model comes from a Hub name (`openai/whisper-tiny`, `-base`, `-small`, `-medium`, `-large-v3`...),
+a local dir, or a scratch preset (`slp_toolkit.scratch.build_whisper`). The recipe's language, task,
+beam count and token budget are written into the model's generation config, so evaluation during
+training, `slp eval` and a plain `transformers.pipeline` on the output dir all decode the same way.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+from collections.abc import Callable
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from slp_toolkit.config import ConfigError, Recipe, Seq2SeqModelConfig
+from slp_toolkit.metrics import asr_metrics
+from slp_toolkit.tasks import ModelLoadError, Task, load_or_fail, register
+
+log = logging.getLogger("slp")
+
+SOT = "<|startoftranscript|>"
+PREFIX_TOKENS = 4  # <|startoftranscript|><|lang|><|task|><|notimestamps|>
+
+
+# ---------------------------------------------------------------- building and loading
+def _config_overrides(cfg: Seq2SeqModelConfig) -> dict:
+    return {
+        "dropout": cfg.dropout,
+        "attention_dropout": cfg.dropout,
+        "activation_dropout": cfg.dropout,
+        "encoder_layerdrop": cfg.layerdrop,
+        "decoder_layerdrop": cfg.layerdrop,
+        # SpecAugment on the log-mel input, applied by the model itself in train mode. Whisper adds
+        # `mask_time_min_masks` masks even at probability 0, so it is switched off entirely then.
+        "apply_spec_augment": cfg.mask_time_prob > 0 or cfg.mask_feature_prob > 0,
+        "mask_time_prob": cfg.mask_time_prob,
+        "mask_feature_prob": cfg.mask_feature_prob,
+        "use_cache": not cfg.gradient_checkpointing,
+    }
+
+
+def build(recipe: Recipe, train_ds) -> tuple:
+    from slp_toolkit import scratch
+
+    cfg: Seq2SeqModelConfig = recipe.model
+    name = cfg.name_or_path or f"scratch:{cfg.preset}"
+    if cfg.init == "scratch":
+        try:
+            model, processor = scratch.build_whisper(cfg.preset, cfg.language, cfg.task, **_config_overrides(cfg))
+        except ValueError as err:
+            raise ModelLoadError(f"{name}: {err}") from None
+        check_window(recipe, processor, name)
+    else:
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        processor = load_or_fail(WhisperProcessor.from_pretrained, cfg.name_or_path, "Whisper processor")
+        check_window(recipe, processor, name)  # before a download of the weights
+        model = load_or_fail(
+            WhisperForConditionalGeneration.from_pretrained,
+            cfg.name_or_path,
+            "Whisper model",
+            **_config_overrides(cfg),
+        )
+    configure_decoding(model, processor, cfg)
+    check_label_lengths(list(train_ds["text"]), processor, model.config.max_target_positions, name)
+    if cfg.freeze_encoder:
+        model.freeze_encoder()
+    if cfg.gradient_checkpointing:
+        # non-reentrant: gradients still reach the decoder (and adapters) when the encoder is frozen
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    return model, processor
+
+
+def configure_decoding(model, processor, cfg: Seq2SeqModelConfig) -> None:
+    """Language, task, beams and length into the tokenizer (label prefix) and the generation config
+    (what `generate` and the pipeline read), so every decoder of the saved model agrees."""
+    gen = model.generation_config
+    multilingual = bool(getattr(gen, "is_multilingual", True)) and hasattr(gen, "lang_to_id")
+    language = _language_code(cfg.language) if multilingual else None
+    task = cfg.task if multilingual else None
+    if cfg.language is not None and language is None and multilingual:
+        raise ModelLoadError(f"unknown Whisper language {cfg.language!r} (use e.g. english, en, french)")
+    processor.tokenizer.set_prefix_tokens(language=language, task=task, predict_timestamps=False)
+    gen.language, gen.task = language, task
+    gen.forced_decoder_ids = None  # superseded by language/task, and conflicts with them
+    model.config.forced_decoder_ids = None
+    gen.num_beams = cfg.num_beams
+    gen.max_new_tokens = min(cfg.max_new_tokens, model.config.max_target_positions - PREFIX_TOKENS)
+    gen.max_length = None  # max_new_tokens rules; both set makes every generate() warn
+
+
+def _language_code(language: str | None) -> str | None:
+    if language is None:
+        return None
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+
+    code = TO_LANGUAGE_CODE.get(language.lower(), language.lower())
+    return code if code in LANGUAGES else None
+
+
+def check_window(recipe: Recipe, processor, name: str) -> None:
+    """Whisper's feature extractor silently cuts audio to its window: refuse data that would be cut."""
+    window = processor.feature_extractor.chunk_length
+    if recipe.data.max_seconds > window:
+        raise ConfigError(
+            f"data.max_seconds is {recipe.data.max_seconds:g} but {name} hears {window} s windows and would "
+            f"silently cut longer clips in training; set data.max_seconds: {window} (longer clips are then dropped)"
+        )
+
+
+def check_label_lengths(texts: list[str], processor, max_positions: int, name: str) -> None:
+    lengths = [len(ids) for ids in processor.tokenizer(texts).input_ids]
+    too_long = sum(n > max_positions for n in lengths)
+    if too_long:
+        raise ConfigError(
+            f"{too_long} training transcripts are longer than the {max_positions} tokens {name}'s decoder "
+            f"can hold (longest {max(lengths)}); shorten or drop them (e.g. lower data.max_seconds)"
+        )
+
+
+def load(model_dir: str) -> tuple:
+    """A trained Whisper dir, a Hub name, or a LoRA adapter dir (its base found via adapter_config)."""
+    from transformers import GenerationConfig, WhisperForConditionalGeneration
+
+    from slp_toolkit import lora
+
+    base = lora.adapter_base(model_dir)
+    processor = _load_processor(model_dir, base)
+    model = load_or_fail(WhisperForConditionalGeneration.from_pretrained, base or model_dir, "Whisper model")
+    if base is not None:
+        try:  # the adapter run's decoding settings, saved beside the adapter
+            model.generation_config = GenerationConfig.from_pretrained(model_dir)
+        except OSError:
+            pass
+        model = lora.load_adapter(model, model_dir)
+    return model.eval(), processor
+
+
+def _load_processor(model_dir: str, base: str | None):
+    from transformers import WhisperProcessor
+
+    try:
+        return WhisperProcessor.from_pretrained(model_dir)
+    except (OSError, ValueError, KeyError, TypeError):
+        if base is None:
+            raise ModelLoadError(f"cannot load Whisper processor from {model_dir!r}") from None
+    return load_or_fail(WhisperProcessor.from_pretrained, base, "Whisper processor")
+
+
+# ---------------------------------------------------------------- features and labels
+def preprocess(example: dict, processor) -> dict:
+    """Labels are <|startoftranscript|><|lang|><|task|><|notimestamps|> text <|endoftext|> minus the
+    first token: the model prepends decoder_start (= <|startoftranscript|>) when it shifts labels right."""
+    ids = processor.tokenizer(example["text"]).input_ids
+    if ids and ids[0] == processor.tokenizer.convert_tokens_to_ids(SOT):
+        ids = ids[1:]
+    return {"labels": ids}
+
+
+def collate(examples: list[dict], processor) -> dict:
+    extractor = processor.feature_extractor
+    batch = extractor(
+        [np.asarray(e["audio"], dtype=np.float32) for e in examples],
+        sampling_rate=extractor.sampling_rate,
+        return_tensors="pt",
+    )
+    out = {"input_features": batch["input_features"]}
+    if examples and "labels" in examples[0]:
+        longest = max(len(e["labels"]) for e in examples)
+        labels = torch.full((len(examples), longest), -100, dtype=torch.long)  # -100: ignored by the loss
+        for i, e in enumerate(examples):
+            labels[i, : len(e["labels"])] = torch.tensor(e["labels"], dtype=torch.long)
+        out["labels"] = labels
+    return out
+
+
+# ---------------------------------------------------------------- decoding and scoring
+@torch.no_grad()
+def predict(model, processor, examples: list[dict]) -> list[str]:
+    """Batched `generate` with the saved language/task/beams; clips longer than the window go through
+    Whisper's long-form (sequential) decoding, one at a time, as the pipeline does."""
+    gen = model.generation_config
+    _DECODED["language"] = gen.language
+    _DECODED["spelling"] = getattr(processor.tokenizer, "english_spelling_normalizer", None)
+    extractor = processor.feature_extractor
+    param = next(model.parameters())
+    kwargs = dict(language=gen.language, task=gen.task, num_beams=gen.num_beams, max_new_tokens=gen.max_new_tokens)
+    audio = [np.asarray(e["audio"], dtype=np.float32) for e in examples]
+    short = [i for i, a in enumerate(audio) if len(a) <= extractor.n_samples]
+    texts: list[str] = [""] * len(audio)
+    if short:
+        feats = extractor([audio[i] for i in short], sampling_rate=extractor.sampling_rate, return_tensors="pt")
+        ids = model.generate(input_features=feats["input_features"].to(param.device, param.dtype), **kwargs)
+        for i, text in zip(short, processor.batch_decode(ids, skip_special_tokens=True), strict=True):
+            texts[i] = text.strip()
+    for i in sorted(set(range(len(audio))) - set(short)):
+        seconds = len(audio[i]) / extractor.sampling_rate
+        log.warning("a %.1f s clip is longer than the %s s window: long-form decoding", seconds, extractor.chunk_length)
+        feats = extractor(audio[i], sampling_rate=extractor.sampling_rate, truncation=False, padding="longest",
+                          return_attention_mask=True, return_tensors="pt")  # fmt: skip
+        ids = model.generate(
+            input_features=feats["input_features"].to(param.device, param.dtype),
+            attention_mask=feats["attention_mask"].to(param.device),
+            **kwargs,
+        )
+        texts[i] = processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
+    return texts
+
+
+# `metrics` sees no model: `predict` records the language it decoded in, to pick the normaliser.
+_DECODED: dict = {"language": "en", "spelling": None}
+
+
+def text_normalizer(language: str | None, spelling: dict | None = None) -> Callable[[str], str]:
+    """Whisper's English normaliser (contractions, numbers, British->American spelling) for English,
+    its basic one (lower-case, no punctuation or diacritics marks) for any other or unknown language."""
+    from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
+
+    if _language_code(language) == "en":
+        return EnglishTextNormalizer(spelling if spelling is not None else english_spelling())
+    return BasicTextNormalizer()
+
+
+@lru_cache(maxsize=1)
+def english_spelling() -> dict:
+    """The British->American spelling map: the tokenizer's normalizer.json for Hub checkpoints, else
+    the same table from the openai-whisper package (no network either way)."""
+    try:
+        dist = importlib.metadata.distribution("openai-whisper")
+        path = dist.locate_file("whisper/normalizers/english.json")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (importlib.metadata.PackageNotFoundError, OSError):
+        log.warning("Whisper's English spelling map not found (pip install openai-whisper): spellings not unified")
+        return {}
+
+
+def metrics(predictions: list[str], examples: list[dict]) -> dict:
+    refs = [e.get("raw_text", e.get("text", "")) for e in examples]
+    groups = [e.get("speaker", "") for e in examples]
+    normalizer = text_normalizer(_DECODED["language"], _DECODED["spelling"])
+    return asr_metrics(predictions, refs, groups, normalizer=normalizer)
+
+
+TASK = register(
+    Task(
+        name="asr_seq2seq",
+        needs=("text",),
+        build=build,
+        load=load,
+        preprocess=preprocess,
+        collate=collate,
+        predict=predict,
+        metrics=metrics,
+        main_metric="wer",
+        greater_is_better=False,
+        pipeline_tag="automatic-speech-recognition",
+        lora_targets=("q_proj", "v_proj"),
+        lora_heads=(),
+    )
+)

@@ -1,0 +1,148 @@
+"""Task asr_seq2seq on a tiny scratch Whisper: learning, one decoding everywhere, labels, freezing, limits."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from slp_toolkit.cli import main
+from slp_toolkit.config import ConfigError, recipe_from_dict
+from slp_toolkit.metrics import asr_metrics
+from slp_toolkit.tasks import get_task
+
+TASK = get_task("asr_seq2seq")
+SEQ2SEQ = sys.modules["slp_toolkit.tasks.asr_seq2seq"]
+
+
+def tiny_recipe(corpus: Path, out: Path, **model) -> dict:
+    return {
+        "task": "asr_seq2seq",
+        "model": {"init": "scratch", "preset": "tiny", **model},
+        "data": {"train": str(corpus / "train"), "eval": str(corpus / "validation"), "max_seconds": 8,
+                 "max_train_samples": 8, "max_eval_samples": 8},
+        "train": {"learning_rate": 1e-2, "max_steps": 80, "eval_every": 80, "batch_seconds": 40, "warmup": 0.1,
+                  "num_threads": 1, "log_every": 1},
+        "output_dir": str(out),
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, corpus) -> Path:
+    """The shipped tiny-Whisper recipe on 8 clips, decoding with 2 beams (a pipeline default would differ)."""
+    out = tmp_path_factory.mktemp("whisper") / "out"
+    recipe = Path(__file__).parent.parent / "recipes" / "asr" / "whisper_tiny_scratch.yaml"
+    overrides = {"data": tiny_recipe(corpus, out)["data"], "train": tiny_recipe(corpus, out)["train"],
+                 "model.num_beams": 2, "output_dir": str(out)}  # fmt: skip
+    assert main(["train", str(recipe), *[f"{k}={json.dumps(v)}" for k, v in overrides.items()]]) == 0
+    return out
+
+
+def test_overfit_eight_clips_loss_halves(trained):
+    curve = [h["loss"] for h in json.loads((trained / "history.json").read_text()) if "loss" in h]
+    assert curve[-1] < 0.5 * curve[0], curve
+
+
+def test_training_eval_slp_eval_and_pipeline_agree(trained, corpus):
+    gen = json.loads((trained / "generation_config.json").read_text())
+    assert (gen["language"], gen["task"], gen["num_beams"]) == ("en", "transcribe", 2)
+    during = json.loads((trained / "metrics.json").read_text())
+
+    assert main(["eval", str(trained), "--data", str(corpus / "validation"), "--max-samples", "8"]) == 0
+    after = json.loads((trained / "eval" / "validation" / "metrics.json").read_text())
+    rows = [json.loads(line) for line in (trained / "eval" / "validation" / "predictions.jsonl").open()]
+    assert any(r["prediction"] for r in rows), "the model says nothing: the comparison would be empty"
+
+    code = (
+        "import json, sys, soundfile as sf; from transformers import pipeline;"
+        "asr = pipeline('automatic-speech-recognition', model=sys.argv[1]);"
+        "assert 'slp_toolkit' not in sys.modules;"
+        "texts = [asr({'raw': sf.read(p, dtype='float32')[0], 'sampling_rate': 16000})['text'] for p in sys.argv[2:]];"
+        "print(json.dumps(texts))"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", code, str(trained), *[r["path"] for r in rows]],
+                          capture_output=True, text=True, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    texts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [t.strip() for t in texts] == [r["prediction"] for r in rows]
+    refs = [r["reference"] for r in rows]
+    piped = asr_metrics(texts, refs, normalizer=SEQ2SEQ.text_normalizer("english"))
+    for key in ("wer", "cer", "wer_raw", "cer_raw"):
+        assert during[key] == pytest.approx(after[key], abs=1e-9) == pytest.approx(piped[key], abs=1e-9), key
+
+
+def test_labels_carry_the_prefix_and_pad_with_minus_100():
+    from slp_toolkit.scratch import whisper_processor
+
+    processor = whisper_processor("english", "transcribe", chunk_length=8)
+    tok = processor.tokenizer
+    a = TASK.preprocess({"text": "hello there"}, processor)["labels"]
+    b = TASK.preprocess({"text": "hi"}, processor)["labels"]
+    # the model prepends <|startoftranscript|> itself (decoder_start) when it shifts labels right
+    assert tok.convert_ids_to_tokens(a[:3]) == ["<|en|>", "<|transcribe|>", "<|notimestamps|>"]
+    assert tok.convert_ids_to_tokens(a[-1:]) == ["<|endoftext|>"]
+    assert tok.decode(a, skip_special_tokens=True).strip() == "hello there"
+    batch = TASK.collate([{"audio": [0.0] * 16000, "labels": a}, {"audio": [0.0] * 8000, "labels": b}], processor)
+    assert batch["input_features"].shape == (2, 80, 800)  # the 8 s window: both padded to it
+    assert batch["labels"][1, len(b) :].eq(-100).all() and batch["labels"][1, : len(b)].ne(-100).all()
+
+
+def test_frozen_encoder_with_gradient_checkpointing_still_trains_the_decoder(tmp_path, corpus):
+    recipe = recipe_from_dict(tiny_recipe(corpus, tmp_path, freeze_encoder=True, gradient_checkpointing=True))
+    torch.manual_seed(0)
+    model, processor = TASK.build(recipe, {"text": ["a short line", "another one"]})
+    assert model.model.decoder.gradient_checkpointing
+    model.train()
+    examples = [{"audio": torch.randn(16000).numpy(), **TASK.preprocess({"text": "a short line"}, processor)}]
+    model(**TASK.collate(examples, processor)).loss.backward()
+    decoder = [p.grad for n, p in model.named_parameters() if ".decoder.layers." in n]
+    assert decoder and all(g is not None and g.abs().sum() > 0 for g in decoder)
+    assert all(p.grad is None and not p.requires_grad for p in model.model.encoder.parameters())
+
+
+def test_clips_longer_than_the_window_are_refused_before_training(tmp_path, corpus):
+    raw = tiny_recipe(corpus, tmp_path)
+    raw["data"]["max_seconds"] = 20
+    with pytest.raises(ConfigError, match=r"data.max_seconds is 20 .* 8 s windows .* silently cut"):
+        TASK.build(recipe_from_dict(raw), {"text": ["a"]})
+
+
+def test_english_and_basic_normalisers_by_language():
+    preds, refs = ["the colour is grey"], ["The color is gray."]
+    english = asr_metrics(preds, refs, normalizer=SEQ2SEQ.text_normalizer("english"))
+    basic = asr_metrics(preds, refs, normalizer=SEQ2SEQ.text_normalizer("french"))
+    assert english["wer_raw"] == pytest.approx(3 / 4)  # The/the, color/colour, gray./grey
+    assert english["wer"] == 0.0  # British spellings, case and punctuation unified
+    assert basic["wer"] == pytest.approx(2 / 4)  # only case and punctuation
+    assert SEQ2SEQ.text_normalizer("en")("Mr. Smith won't pay $5") == SEQ2SEQ.text_normalizer("english")(
+        "mister smith will not pay 5 dollars"
+    )
+
+
+def test_a_clip_longer_than_the_window_is_decoded_long_form(corpus):
+    from slp_toolkit.scratch import build_whisper
+
+    torch.manual_seed(0)
+    model, processor = build_whisper("tiny")
+    model.generation_config.max_new_tokens = 8
+    long = torch.zeros(16000 * 10).numpy()  # 10 s > the tiny preset's 8 s window
+    texts = TASK.predict(model.eval(), processor, [{"audio": long}, {"audio": long[:16000]}])
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+
+
+def test_a_pretrained_dir_gets_the_recipe_decoding_and_spec_augment(tmp_path, corpus, tiny_models):
+    raw = tiny_recipe(corpus, tmp_path, name_or_path=str(tiny_models["whisper"]), language="french", num_beams=3,
+                      max_new_tokens=500, mask_time_prob=0.1)  # fmt: skip
+    del raw["model"]["init"], raw["model"]["preset"]
+    model, processor = TASK.build(recipe_from_dict(raw), {"text": ["bonjour"]})
+    gen = model.generation_config
+    assert (gen.language, gen.task, gen.num_beams) == ("fr", "transcribe", 3)
+    assert gen.max_new_tokens == model.config.max_target_positions - 4  # clamped to what the decoder holds
+    assert model.config.apply_spec_augment and model.config.mask_time_prob == 0.1
+    assert processor.tokenizer.convert_ids_to_tokens(processor.tokenizer("x").input_ids[1]) == "<|fr|>"
