@@ -130,27 +130,12 @@ def cmd_eval(args) -> int:
 
 
 def cmd_transcribe(args) -> int:
-    from slp_toolkit.data import AudioError, read_audio
     from slp_toolkit.evaluate import predict_split
     from slp_toolkit.tasks import detect_task
 
     task = detect_task(args.model)
     model, processor = task.load(args.model)
-    rate = _rate(processor)
-    rows, failed = [], 0
-    for path in _audio_files(args.inputs):
-        try:
-            wave = read_audio(path, rate)
-        except AudioError as err:
-            print(f"{path}: skipped ({err})", file=sys.stderr)
-            failed += 1
-            continue
-        rows.append({"audio": wave, "duration": len(wave) / rate, "path": str(path)})
-    if not rows:
-        raise ConfigError(f"{' '.join(args.inputs)}: no readable audio files")
-    import datasets
-
-    ds = datasets.Dataset.from_list(rows).with_format("numpy")
+    rows, ds, failed = _read_inputs(args.inputs, _rate(processor))
     predictions = predict_split(task, model, processor, ds, args.batch_seconds)
     for row, text in zip(rows, predictions, strict=True):
         print(json.dumps({"path": row["path"], "text": text}) if args.json else f"{row['path']}\t{text}")
@@ -161,7 +146,6 @@ def cmd_classify(args) -> int:
     import dataclasses
     from functools import partial
 
-    from slp_toolkit.data import AudioError, read_audio
     from slp_toolkit.evaluate import predict_split
     from slp_toolkit.tasks import detect_task
 
@@ -171,21 +155,7 @@ def cmd_classify(args) -> int:
     from slp_toolkit.tasks.emotion import top_k
 
     model, processor = task.load(args.model)
-    rate = _rate(processor)
-    rows, failed = [], 0
-    for path in _audio_files(args.inputs):
-        try:
-            wave = read_audio(path, rate)
-        except AudioError as err:
-            print(f"{path}: skipped ({err})", file=sys.stderr)
-            failed += 1
-            continue
-        rows.append({"audio": wave, "duration": len(wave) / rate, "path": str(path)})
-    if not rows:
-        raise ConfigError(f"{' '.join(args.inputs)}: no readable audio files")
-    import datasets
-
-    ds = datasets.Dataset.from_list(rows).with_format("numpy")
+    rows, ds, failed = _read_inputs(args.inputs, _rate(processor))
     ranking = dataclasses.replace(task, predict=partial(top_k, k=args.top_k))
     for row, best in zip(rows, predict_split(ranking, model, processor, ds, args.batch_seconds), strict=True):
         if args.json:
@@ -256,6 +226,26 @@ def cmd_push(args) -> int:
 
 
 # ---------------------------------------------------------------- helpers
+def _read_inputs(inputs: list[str], rate: int):
+    """Decode files/dirs for inference; unreadable ones are reported and skipped, not fatal."""
+    import datasets
+
+    from slp_toolkit.data import AudioError, read_audio
+
+    rows, failed = [], 0
+    for path in _audio_files(inputs):
+        try:
+            wave = read_audio(path, rate)
+        except AudioError as err:
+            print(f"{path}: skipped ({err})", file=sys.stderr)
+            failed += 1
+            continue
+        rows.append({"audio": wave, "duration": len(wave) / rate, "path": str(path)})
+    if not rows:
+        raise ConfigError(f"{' '.join(inputs)}: no readable audio files")
+    return rows, datasets.Dataset.from_list(rows).with_format("numpy"), failed
+
+
 def _rate(processor) -> int:
     extractor = getattr(processor, "feature_extractor", processor)
     return int(extractor.sampling_rate)
