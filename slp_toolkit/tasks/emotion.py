@@ -113,20 +113,12 @@ def build(recipe: Recipe, train_ds) -> tuple:
 def _pretrained(name: str, labels: list[str], cfg: EmotionModelConfig) -> tuple:
     """A classifier from a Hub name or a local dir; an ASR checkpoint (CTC or Whisper) gives its
     encoder, and the projector + classifier start fresh."""
-    from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification
+    from transformers import AutoConfig, AutoFeatureExtractor
 
     extractor = load_or_fail(AutoFeatureExtractor.from_pretrained, name, "feature extractor")
     model_type = load_or_fail(AutoConfig.from_pretrained, name, "model config").model_type
-    model, info = load_or_fail(
-        AutoModelForAudioClassification.from_pretrained,
-        name,
-        "audio classifier",
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-        ignore_mismatched_sizes=True,
-        output_loading_info=True,
-        **_regularisation(model_type, cfg),
+    model, info = _classifier(
+        name, labels, "audio classifier", output_loading_info=True, **_regularisation(model_type, cfg)
     )
     fresh = [k for k in info["missing_keys"] if not k.startswith(HEADS)]
     if fresh:
@@ -135,6 +127,22 @@ def _pretrained(name: str, labels: list[str], cfg: EmotionModelConfig) -> tuple:
     head = "a new head" if any(h in k for k in renewed for h in HEADS) else "its own head"
     log.info("%s: encoder reused, %s; %d labels: %s", name, head, len(labels), ", ".join(labels))
     return model, extractor
+
+
+def _classifier(name: str, labels: list[str], what: str, **kwargs):
+    """AutoModelForAudioClassification with a head sized and named for `labels` (a new one if needed)."""
+    from transformers import AutoModelForAudioClassification
+
+    return load_or_fail(
+        AutoModelForAudioClassification.from_pretrained,
+        name,
+        what,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        ignore_mismatched_sizes=True,
+        **kwargs,
+    )
 
 
 def _attach(extractor, label2id: dict, crop_seconds: float | None) -> None:
@@ -160,15 +168,7 @@ def load(model_dir: str) -> tuple:
         if not label2id:
             raise ModelLoadError(f"{model_dir}: preprocessor_config.json has no label2id; cannot rebuild the head")
         labels = sorted(label2id, key=label2id.get)
-        model = load_or_fail(
-            AutoModelForAudioClassification.from_pretrained,
-            base,
-            "audio classifier base",
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-            ignore_mismatched_sizes=True,
-        )
+        model = _classifier(base, labels, "audio classifier base")
         model = lora.load_adapter(model, model_dir)
     _attach(extractor, _config(model).label2id, None)
     return model.eval(), extractor
