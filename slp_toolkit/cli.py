@@ -121,9 +121,13 @@ def cmd_eval(args) -> int:
         from slp_toolkit.plots import plot_confusion
 
         plot_confusion(confusion[1], confusion[0], out / "confusion.png")
+    if task.report is not None:
+        from slp_toolkit.evaluate import examples_at
+
+        task.report(model, processor, predictions[:3], examples_at(ds, [0, 1, 2][: len(ds)]), out / "samples")
     with (out / "predictions.jsonl").open("w") as f:
         for path, ref, pred in zip(ds["path"], _refs(ds), predictions, strict=True):
-            f.write(json.dumps({"path": str(path), "reference": ref, "prediction": pred}) + "\n")
+            f.write(json.dumps({"path": str(path), "reference": ref, "prediction": task.summarize(pred)}) + "\n")
     print(format_table(metrics))
     print(f"metrics written to {out / 'metrics.json'}")
     return 0
@@ -163,6 +167,24 @@ def cmd_classify(args) -> int:
         else:
             print(f"{row['path']}\t" + "  ".join(f"{lb} {s:.3f}" for lb, s in best))
     return 1 if failed and args.strict else 0
+
+
+def cmd_synthesize(args) -> int:
+    import soundfile as sf
+
+    from slp_toolkit.tasks import detect_task
+
+    task = detect_task(args.model)
+    if task.pipeline_tag != "text-to-speech":
+        raise ConfigError(f"{args.model}: a {task.name} model, not a text-to-speech model")
+    model, processor = task.load(args.model)
+    example = {"text": args.text, "speaker": args.speaker or "", "vocoder": args.vocoder or ""}
+    result = task.predict(model, processor, [example])[0]
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(out, result["audio"], result["sampling_rate"], subtype="PCM_16")
+    print(f"{out}\t{len(result['audio']) / result['sampling_rate']:.2f} s at {result['sampling_rate']} Hz")
+    return 0
 
 
 def cmd_synth(args) -> int:
@@ -283,6 +305,7 @@ def _quiet_libraries(verbose: bool) -> None:
     for name in ("accelerate", "datasets", "transformers", "httpx", "matplotlib", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers 5's per-load "Loading weights" bars
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
@@ -344,6 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--strict", action="store_true", help="exit 1 if any file was unreadable")
     p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("synthesize", help="speak a sentence with a trained text-to-speech model -> a wav file")
+    p.add_argument("model", help="output dir of a tts recipe")
+    p.add_argument("text")
+    p.add_argument("--speaker", default=None, help="a speaker of the model's table, or a .npy speaker embedding")
+    p.add_argument("-o", "--output", default="out.wav", help="wav file to write (16-bit PCM)")
+    p.add_argument("--vocoder", default=None, help="griffin-lim, or a SpeechT5HifiGan dir / Hub name")
+    p.set_defaults(func=cmd_synthesize)
 
     data = sub.add_parser("data", help="data tools").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("synth", help="write a synthetic espeak-ng speech corpus (audiofolder splits)")

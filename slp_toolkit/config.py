@@ -82,12 +82,16 @@ class EmotionModelConfig(ModelConfig):
 
 @dataclass(frozen=True)
 class TtsModelConfig(ModelConfig):
+    # table: a learned vector per speaker; file: <speaker>.npy in speaker_embedding_dir; xvector: SpeechBrain
     speaker_embedding: Literal["table", "file", "xvector"] = "table"
     speaker_embedding_dir: str | None = None
     min_clips_per_speaker: int = field(default=1, metadata=_check(min=1))
-    vocoder: str = "griffin-lim"
-    guided_attention_weight: float = field(default=1.0, metadata=_check(min=0.0))
-    judge_asr: str | None = None
+    vocoder: str = "griffin-lim"  # or a SpeechT5HifiGan dir / Hub name (microsoft/speecht5_hifigan)
+    guided_attention_weight: float = field(default=10.0, metadata=_check(min=0.0))  # SpeechT5's lambda; 0: off
+    judge_asr: str | None = None  # an ASR model dir: evaluation transcribes the synthesised speech with it
+    # Mel frames per decoder step, scratch models only (None: the preset's 2). Higher: fewer autoregressive
+    # steps, faster training and alignment, coarser frames.
+    reduction_factor: int | None = field(default=None, metadata=_check(min=1, max=8))
 
 
 MODEL_CONFIGS: dict[str, type[ModelConfig]] = {
@@ -111,7 +115,9 @@ class DataConfig:
     label_column: str = "label"
     speaker_column: str = "speaker"
     min_seconds: float = field(default=0.2, metadata=_check(min=0.0))
-    max_seconds: float = field(default=20.0, metadata=_check(gt=0.0))
+    max_seconds: float = field(default=20.0, metadata=_check(gt=0.0))  # longer clips are dropped
+    # Training-time random crop (classification tasks); evaluation always sees whole clips. None: no crop.
+    crop_seconds: float | None = field(default=None, metadata=_check(gt=0.0))
     normalize_text: bool = True
     max_train_samples: int | None = field(default=None, metadata=_check(min=1))
     max_eval_samples: int | None = field(default=None, metadata=_check(min=1))
@@ -205,6 +211,13 @@ def missing_paths(recipe: Recipe, src: str = "<recipe>", sources: dict[str, str]
         found.append(
             f"{_src_for('model.name_or_path', src, sources)}: 'model.name_or_path' path does not exist: {m.name_or_path}"
         )
+    for key in ("judge_asr", "speaker_embedding_dir"):
+        value = getattr(m, key, None)
+        if _looks_local(value) and not Path(value).exists():
+            found.append(f"{_src_for('model.' + key, src, sources)}: 'model.{key}' path does not exist: {value}")
+    if getattr(m, "speaker_embedding", None) == "file" and not m.speaker_embedding_dir:
+        found.append(f"{_src_for('model.speaker_embedding_dir', src, sources)}: 'model.speaker_embedding: file' "
+                     "needs 'model.speaker_embedding_dir' (a folder of <speaker>.npy)")  # fmt: skip
     for key in ("train", "eval"):
         spec = getattr(d, key)
         if spec and not spec.startswith("hf:") and not Path(spec).exists():
@@ -249,6 +262,11 @@ def _validate_semantics(recipe: Recipe, src: str, sources: dict[str, str]) -> No
         fail("model.name_or_path", "missing required key 'model.name_or_path' (or set model.init: scratch)")
     if d.train is None:
         fail("data.train", "missing required key 'data.train'")
+    if getattr(m, "reduction_factor", None) and m.init != "scratch":
+        fail(
+            "model.reduction_factor",
+            "'model.reduction_factor' applies to scratch models only (a checkpoint has its own)",
+        )
     if d.min_seconds >= d.max_seconds:
         fail("data.min_seconds", f"'data.min_seconds' ({d.min_seconds}) must be < data.max_seconds")
     if t.max_steps is None and t.epochs is None and t.max_minutes is None:

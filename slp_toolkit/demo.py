@@ -10,7 +10,7 @@ of the page says why it is missing. Transcription takes the path `slp transcribe
 the processor's rate, then predict_split -> task.predict), so both give the same text.
 
 Synthesize talks to the `tts` task through the Task interface only: `task.predict(model, processor,
-[{"text", "speaker", "vocoder"}])` returns one waveform per example at the processor's sampling rate.
+[{"text", "speaker", "vocoder"}])` returns one {"audio", "sampling_rate", ...} per example.
 Speaker and vocoder choices come from the task module's optional `speakers(model, processor)` and
 `VOCODERS`.
 
@@ -170,7 +170,7 @@ def _answer(empty: Any, fn: Callable) -> Callable:
     def run(*args):
         try:
             return fn(*args)
-        except InputProblem as problem:
+        except (InputProblem, UserError) as problem:  # bad text, unknown speaker...: the user can fix it
             return empty, str(problem)
         except Exception as err:  # noqa: BLE001 - one bad request must not look like a dead app
             log.exception("demo request failed")
@@ -205,8 +205,10 @@ def synthesize(served: Served, text: str, speaker: str | None, vocoder: str | No
     if len(text) > MAX_TEXT_CHARS:
         raise InputProblem(f"The text has {len(text)} characters; this demo reads up to {MAX_TEXT_CHARS}.")
     example = {"text": text, "speaker": speaker or "", "vocoder": vocoder or ""}
-    wave = np.asarray(served.task.predict(served.model, served.processor, [example])[0], dtype=np.float32)
-    return (served.rate, wave), f"Synthesised {len(wave) / served.rate:.1f} s of speech."
+    result = served.task.predict(served.model, served.processor, [example])[0]
+    wave = np.asarray(result["audio"], dtype=np.float32)
+    rate = int(result["sampling_rate"])
+    return (rate, wave), f"Synthesised {len(wave) / rate:.1f} s of speech."
 
 
 def _tts_choices(served: Served) -> tuple[list[str], list[str]]:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import logging
 import math
 from pathlib import Path
 
 import numpy as np
 
+from slp_toolkit.config import UserError
 from slp_toolkit.data import length_batches
 from slp_toolkit.tasks import Task
+
+log = logging.getLogger("slp")
 
 
 def examples_at(ds, indices: list[int]) -> list[dict]:
@@ -30,12 +35,34 @@ def processor_fingerprint(processor) -> str:
             h.update(obj.to_json_string().encode())
     if hasattr(processor, "to_json_string") and not hasattr(processor, "feature_extractor"):
         h.update(processor.to_json_string().encode())
+    h.update(str(getattr(processor, "fingerprint_extra", "")).encode())  # e.g. a TTS speaker table
     return h.hexdigest()[:16]
+
+
+def usable(ds, task: Task, processor, name: str = "data"):
+    """The rows the task's `keep` accepts (all rows when it has none); the others are counted in the log."""
+    if task.keep is None:
+        return ds
+    fingerprint = hashlib.sha256(f"{ds._fingerprint}|{task.name}|keep|{processor_fingerprint(processor)}".encode())
+    kept = ds.filter(
+        lambda ex: task.keep(ex, processor),
+        new_fingerprint=fingerprint.hexdigest()[:16],
+        desc=f"{task.name}: selecting rows",
+    )
+    if len(ds) and not len(kept):
+        raise UserError(
+            f"{name}: none of its {len(ds)} rows can be used by this model (their speakers have no embedding)"
+        )
+    if len(kept) < len(ds):
+        log.info("%s: %d of %d rows left out (no speaker embedding for them)", name, len(ds) - len(kept), len(ds))
+    return kept
 
 
 def prepare(ds, task: Task, processor):
     """Run the task's per-example preprocessing once; datasets caches it beside the decoded audio."""
-    fingerprint = hashlib.sha256(f"{ds._fingerprint}|{task.name}|{processor_fingerprint(processor)}".encode())
+    ds = usable(ds, task, processor)
+    code = hashlib.sha256(Path(inspect.getfile(task.preprocess)).read_bytes()).hexdigest()[:16]  # edits invalidate
+    fingerprint = hashlib.sha256(f"{ds._fingerprint}|{task.name}|{code}|{processor_fingerprint(processor)}".encode())
     return ds.map(
         lambda ex: task.preprocess(ex, processor),
         new_fingerprint=fingerprint.hexdigest()[:16],

@@ -32,7 +32,7 @@ ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 PROCESSOR_FILES = (
     "processor_config.json", "preprocessor_config.json", "tokenizer_config.json", "tokenizer.json",
     "vocab.json", "merges.txt", "special_tokens_map.json", "added_tokens.json", "normalizer.json",
-    "*.model", "*.tiktoken", "generation_config.json",
+    "*.model", "*.tiktoken", "generation_config.json", "tts_config.json", "speaker_embeddings/*",
 )  # fmt: skip
 RUN_FILES = ("recipe.yaml", "metrics.json", "*.png", "eval/*/metrics.json", "eval/*/*.png")
 BOOKKEEPING = {"step", "best_step", "elapsed_s", "audio_seconds_per_second", "n", "epoch"}  # not model-index metrics
@@ -46,6 +46,8 @@ METRIC_NAMES = {
     "ua": "UA (unweighted accuracy)",
     "macro_f1": "Macro F1",
     "mcd": "MCD (dB)",
+    "mcd_sl": "MCD-DTW-SL (dB)",
+    "length_ratio": "Length ratio (synthesised / recorded)",
     "roundtrip_cer": "Round-trip CER",
     "roundtrip_wer": "Round-trip WER",
 }

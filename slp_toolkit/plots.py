@@ -56,3 +56,38 @@ def plot_confusion(matrix: list[list[int]], labels: list[str], path: Path) -> No
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_spectrograms(synthesized, reference, path: Path, title: str = "") -> None:
+    """Two log-mel spectrograms (frames x bins) one above the other: synthesised, then recorded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
+    low, high = float(reference.min()), float(reference.max())  # one colour scale: levels compare too
+    for ax, mel, name in ((axes[0], synthesized, "synthesised"), (axes[1], reference, "recorded")):
+        ax.imshow(mel.T, origin="lower", aspect="auto", interpolation="none", vmin=low, vmax=high)
+        ax.set(ylabel="mel bin", title=name)
+    axes[1].set(xlabel="frame (16 ms)")
+    fig.suptitle(title[:100])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_alignment(attention, path: Path) -> None:
+    """Decoder-step x text-token cross attention (mean over layers and heads): a clean diagonal means
+    the model reads the text in order, once."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.imshow(attention.T, origin="lower", aspect="auto", interpolation="none")
+    ax.set(xlabel="decoder step", ylabel="text token", title="attention alignment")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

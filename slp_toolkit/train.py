@@ -23,7 +23,7 @@ import torch
 
 from slp_toolkit.config import Recipe, TrainConfig, UserError, save_recipe
 from slp_toolkit.data import length_batches, load_split
-from slp_toolkit.evaluate import evaluate_split, examples_at, prepare, write_metrics
+from slp_toolkit.evaluate import evaluate_split, examples_at, prepare, usable, write_metrics
 from slp_toolkit.tasks import Task, get_task, model_sampling_rate
 
 log = logging.getLogger("slp")
@@ -107,6 +107,8 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
     eval_ds = load_split(d.eval, d, rate, task.needs, d.max_eval_samples) if d.eval else None
     model, processor = task.build(recipe, train_ds)
     train_ds = prepare(train_ds, task, processor)
+    if eval_ds is not None:
+        eval_ds = usable(eval_ds, task, processor, d.eval)
     if recipe.lora is not None:
         from slp_toolkit.lora import apply_lora
 
@@ -247,7 +249,13 @@ class _Run:
         metrics = None
         if self.acc.is_main_process:
             model = self.acc.unwrap_model(self.model)
-            metrics, _ = evaluate_split(self.task, model, self.processor, self.eval_ds, self.cfg.batch_seconds)
+            metrics, predictions = evaluate_split(
+                self.task, model, self.processor, self.eval_ds, self.cfg.batch_seconds
+            )
+            if self.task.report is not None:  # e.g. TTS: audio samples, spectrogram and alignment plots
+                examples = examples_at(self.eval_ds, list(range(min(3, len(self.eval_ds)))))
+                where = self.out / "samples" / f"step-{self.state.step:07d}"
+                self.task.report(model, self.processor, predictions[:3], examples, where, self.writer, self.state.step)
             model.train()
         return metrics
 
@@ -258,6 +266,10 @@ class _Run:
         self.last_eval_step = s.step
         flags = torch.zeros(2, device=self.acc.device)
         if metrics is not None:
+            if self.metric not in metrics:
+                raise TrainError(
+                    f"train.metric_for_best {self.metric!r} is not among the eval metrics ({', '.join(metrics)})"
+                )
             value = metrics[self.metric]
             s.history.append({"step": s.step, "eval": {k: v for k, v in metrics.items() if "/" not in k}})
             better = s.best is None or (value > s.best if self.task.greater_is_better else value < s.best)
@@ -325,7 +337,10 @@ class _Run:
                 self._export(self.out / "best")
                 source = self.out / "best"
             for f in source.iterdir():
-                shutil.copy2(f, self.out / f.name)
+                if f.is_dir():  # e.g. a TTS run's speaker_embeddings/
+                    shutil.copytree(f, self.out / f.name, dirs_exist_ok=True)
+                else:
+                    shutil.copy2(f, self.out / f.name)
             evals = [h for h in s.history if "eval" in h and h["step"] == s.best_step]
             metrics.update(best_step=s.best_step, **(evals[-1]["eval"] if evals else {}))
             metrics["audio_seconds_per_second"] = round(s.audio_seconds / max(s.elapsed, 1e-9), 2)

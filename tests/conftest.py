@@ -11,6 +11,9 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 
 _real_connect = socket.socket.connect
@@ -84,3 +87,35 @@ def ctc_run(tmp_path_factory, corpus):
         mp.setenv("SLP_CACHE", str(tmp_path_factory.getbasetemp() / "slp_cache"))
         assert main(["train", str(recipe)]) == 0
     return root / "out"
+
+
+def _tts_recipe(tmp_path: Path, corpus: Path, model: str = "", **train) -> Path:
+    """A tiny SpeechT5 recipe on 8 training clips (evaluated on 2 of them: their speakers are known)."""
+    settings = {"learning_rate": 3e-3, "max_steps": 60, "eval_every": 60, "batch_seconds": 60, "max_batch_size": 8,
+                "warmup": 0.1, "num_threads": 1, "log_every": 1, **train}  # fmt: skip
+    model = model or "{init: scratch, preset: tiny}"
+    text = (
+        f"# tiny tts test recipe\n#   slp train r.yaml\ntask: tts\nmodel: {model}\n"
+        f"data: {{train: {corpus / 'train'}, eval: {corpus / 'train'}, max_train_samples: 8, "
+        f"max_eval_samples: 2}}\ntrain: {json.dumps(settings)}\noutput_dir: {tmp_path / 'out'}\n"
+    )
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tts_run(tmp_path_factory, corpus):
+    """A tiny TTS output dir made by `slp train` (60 steps overfitting 8 clips), shared by TTS and demo tests."""
+    root = tmp_path_factory.mktemp("tts_run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SLP_CACHE", str(tmp_path_factory.getbasetemp() / "slp_cache"))
+        from slp_toolkit.cli import main
+
+        assert main(["train", str(_tts_recipe(root, corpus))]) == 0
+    return root / "out"
+
+
+@pytest.fixture
+def tts_recipe():
+    return _tts_recipe

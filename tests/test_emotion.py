@@ -173,6 +173,15 @@ def test_random_crop_in_training_only_shortens_long_clips():
     assert augment(short, rng) is short
 
 
+def test_crop_length_comes_from_data_crop_seconds_not_max_seconds():
+    model = {"init": "scratch", "preset": "tiny", "labels": ["a", "b"]}
+    train = datasets.Dataset.from_dict({"label": ["a", "b"]})
+    _, extractor = build(recipe_for(model, max_seconds=5, crop_seconds=1.5), train)
+    assert TASK.preprocess({"label": "b"}, extractor) == {"labels": 1, "crop_samples": 24000}
+    _, extractor = build(recipe_for(model, max_seconds=5), train)
+    assert TASK.preprocess({"label": "a"}, extractor)["crop_samples"] == 0
+
+
 def test_whisper_family_pads_to_its_window_and_trains():
     torch.manual_seed(0)
     model, extractor = build(

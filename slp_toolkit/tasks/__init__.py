@@ -33,6 +33,10 @@ def no_augment(example: dict, rng) -> dict:
     return example
 
 
+def as_is(prediction: Any) -> Any:
+    return prediction
+
+
 @dataclass(frozen=True)
 class Task:
     """What a task must say for the shared loop, evaluation and CLI to run it.
@@ -45,6 +49,9 @@ class Task:
     metrics(predictions, examples) -> dict[str, float]   scores against the examples' references
     compute_loss(model, batch) -> scalar tensor          the training loss (default: model(**batch).loss)
     augment(example, rng) -> example                     training-time only changes (crops, noise...)
+    keep(example, processor) -> bool                     rows the model can use (None: all of them)
+    summarize(prediction) -> JSON-able                   what predictions.jsonl keeps of a prediction
+    report(model, processor, predictions, examples, dir, writer, step)   samples and plots of an evaluation
     """
 
     name: str
@@ -62,6 +69,9 @@ class Task:
     lora_heads: tuple[str, ...] = ()
     compute_loss: Callable[[Any, dict], Any] = model_loss
     augment: Callable[[dict, Any], dict] = no_augment
+    keep: Callable[[dict, Any], bool] | None = None
+    summarize: Callable[[Any], Any] = as_is
+    report: Callable[..., None] | None = None
 
 
 TASKS: dict[str, Task] = {}

@@ -6,9 +6,9 @@ reused under a fresh projector + classifier) or a scratch preset. The label set 
 `label` values of the train split, or `model.labels` (which also fixes the order); it is saved as
 `id2label`/`label2id` in config.json, so the output loads in `pipeline("audio-classification")`.
 
-Training crops each clip at random to `data.max_seconds`; evaluation sees the full clip. The data
-layer already drops clips longer than `data.max_seconds` (for every task), so with local data the crop
-is a safeguard rather than an augmentation: to train on long clips, raise `data.max_seconds`.
+Training crops each clip longer than `data.crop_seconds` to a random window of that length (a fresh
+window each epoch, so a short corpus is not memorised clip by clip); evaluation sees the full clip.
+`data.max_seconds` is a different knob: the data layer drops longer clips for every task.
 `model.class_weights: balanced` weights the cross-entropy by n / (classes * n_class) of the train
 split; the weights are stored in config.json as `class_weights`, so a resumed run uses the same ones.
 """
@@ -102,7 +102,7 @@ def build(recipe: Recipe, train_ds) -> tuple:
     else:
         model, extractor = _pretrained(cfg.name_or_path, labels, cfg)
     model.config.class_weights = balanced_weights(seen, labels) if cfg.class_weights == "balanced" else None
-    _attach(extractor, model.config.label2id, recipe.data.max_seconds)
+    _attach(extractor, model.config.label2id, recipe.data.crop_seconds)
     if cfg.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
         model.freeze_feature_encoder()
     if cfg.gradient_checkpointing:

@@ -1,0 +1,324 @@
+"""Task tts: SpeechT5 text-to-speech with speaker embeddings, measured by what a listener cares about.
+
+The model is `SpeechT5ForTextToSpeech` from a Hub name (microsoft/speecht5_tts), a local dir or a
+scratch preset (a character tokenizer built from the training text). Targets are the processor's
+80-bin log-mel frames, each clip trimmed to a multiple of the reduction factor so the stop label and
+the decoder mask line up; the loss is SpeechT5's own (L1 before/after the postnet + stop-token BCE +
+guided attention with weight `model.guided_attention_weight`; 0 turns it off).
+
+Speakers (`model.speaker_embedding`): `table` (one learned vector per value of the speaker column),
+`file` (`<speaker>.npy` in `model.speaker_embedding_dir`) or `xvector` (SpeechBrain). Whichever, the
+vectors are saved in OUTPUT/speaker_embeddings/ (one .npy per speaker + index.json), which is all plain
+transformers needs beside the model and processor.
+
+Evaluation synthesises the held-out sentences (vocoder `model.vocoder`: griffin-lim or a HiFi-GAN dir)
+and reports `mcd` (mel-cepstral distortion with DTW against the recording), `mcd_sl` (the same times the
+length mismatch, which DTW alone forgives), `length_ratio` and, when
+`model.judge_asr` names an ASR model, round-trip `cer`/`wer` (normalised) and `cer_raw`/`wer_raw`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slp_toolkit import tts_audio
+from slp_toolkit.config import Recipe, TtsModelConfig
+from slp_toolkit.metrics import asr_metrics, mel_cepstral_distortion
+from slp_toolkit.tasks import ModelLoadError, Task, load_or_fail, register
+
+log = logging.getLogger("slp")
+
+VOCODERS = (tts_audio.GRIFFIN_LIM,)
+SETTINGS = "tts_config.json"  # vocoder, judge and speaker mode, beside the processor files
+MAX_FRAMES_PER_CHAR = 10  # decoding stops here if the stop token never fires (speech is ~5 frames/char)
+
+
+class TtsProcessor:
+    """SpeechT5Processor plus what synthesis needs beside it: speaker vectors, reduction factor,
+    vocoder and judge. `save_pretrained` writes the plain processor files (so AutoProcessor loads
+    them) and the speaker table next to them."""
+
+    def __init__(self, processor, speakers: dict, reduction_factor: int, vocoder: str, judge_asr: str | None):
+        self.processor, self.speakers, self.reduction_factor = processor, speakers, reduction_factor
+        self.vocoder, self.judge_asr = vocoder, judge_asr
+        self.vocab = {t.replace("▁", " ") for t in processor.tokenizer.get_vocab()}
+
+    def __getattr__(self, name):  # tokenizer, feature_extractor...
+        if name.startswith("__") or "processor" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.__dict__["processor"], name)
+
+    @property
+    def fingerprint_extra(self) -> str:
+        return json.dumps(sorted(self.speakers))
+
+    @property
+    def sampling_rate(self) -> int:
+        return int(self.processor.feature_extractor.sampling_rate)
+
+    def save_pretrained(self, path) -> None:
+        path = Path(path)
+        self.processor.save_pretrained(path)
+        tts_audio.save_speakers(self.speakers, path)
+        settings = {"vocoder": self.vocoder, "judge_asr": self.judge_asr}
+        (path / SETTINGS).write_text(json.dumps(settings, indent=1))
+
+    def vector(self, speaker: str) -> np.ndarray:
+        if speaker in self.speakers:
+            return self.speakers[speaker]
+        if speaker.endswith(".npy") and Path(speaker).is_file():
+            return np.load(speaker).astype(np.float32).reshape(-1)
+        if not speaker and len(self.speakers) == 1:
+            return next(iter(self.speakers.values()))
+        known = ", ".join(list(self.speakers)[:8]) or "none: pass a .npy file"
+        raise tts_audio.SpeakerError(f"unknown speaker {speaker!r} (known: {known})")
+
+    def encode(self, text: str) -> list[int]:
+        max_chars = int(getattr(self.tokenizer, "model_max_length", 600) or 600)
+        clean, dropped = tts_audio.speakable(text, self.vocab, min(max_chars, 600) - 2)
+        if dropped:
+            log.warning("characters outside the vocabulary were dropped: %s", "".join(sorted(set(dropped))))
+        return self.tokenizer(clean).input_ids
+
+
+# ---------------------------------------------------------------- build and load
+def build(recipe: Recipe, train_ds) -> tuple:
+    from slp_toolkit import scratch
+    from slp_toolkit.data import cache_root
+
+    cfg: TtsModelConfig = recipe.model
+    texts = list(train_ds["raw_text"])
+    # The loss modules read these at construction, so they go into the config, not onto it afterwards.
+    shape = {
+        "use_guided_attention_loss": cfg.guided_attention_weight > 0,
+        "guided_attention_loss_scale": cfg.guided_attention_weight,
+    }
+    if cfg.dropout > 0:  # else the checkpoint's own (the decoder prenet keeps its 0.5 either way)
+        shape.update(hidden_dropout=cfg.dropout, attention_dropout=cfg.dropout, activation_dropout=cfg.dropout)
+    if cfg.init == "scratch":
+        if cfg.reduction_factor:
+            shape["reduction_factor"] = cfg.reduction_factor
+        try:
+            model, processor = scratch.build_speecht5(texts, cfg.preset, **shape)
+        except ValueError as err:
+            raise ModelLoadError(f"model.preset: {err}") from None
+    else:
+        from transformers import SpeechT5ForTextToSpeech, SpeechT5Processor
+
+        processor = load_or_fail(SpeechT5Processor.from_pretrained, cfg.name_or_path, "SpeechT5 processor")
+        model = load_or_fail(SpeechT5ForTextToSpeech.from_pretrained, cfg.name_or_path, "SpeechT5 TTS model", **shape)
+    c = model.config
+    speakers = tts_audio.keep_speakers(list(train_ds["speaker"]), cfg.min_clips_per_speaker)
+    dim = c.speaker_embedding_dim
+    if cfg.speaker_embedding == "table":
+        vectors = tts_audio.table_vectors(speakers, dim)
+    elif cfg.speaker_embedding == "file":
+        vectors = tts_audio.file_vectors(speakers, cfg.speaker_embedding_dir, dim)
+    else:
+        vectors = tts_audio.xvector_vectors(train_ds, speakers, cache_root())
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return model, TtsProcessor(processor, vectors, c.reduction_factor, cfg.vocoder, cfg.judge_asr)
+
+
+def load(model_dir: str) -> tuple:
+    """A trained TTS dir (speaker table and settings included) or a Hub name (speakers from .npy files)."""
+    from transformers import SpeechT5ForTextToSpeech, SpeechT5Processor
+
+    processor = load_or_fail(SpeechT5Processor.from_pretrained, model_dir, "SpeechT5 processor")
+    model = load_or_fail(SpeechT5ForTextToSpeech.from_pretrained, model_dir, "SpeechT5 TTS model")
+    settings_file = Path(model_dir) / SETTINGS
+    settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
+    speakers = tts_audio.load_speakers(Path(model_dir))
+    vocoder = settings.get("vocoder") or tts_audio.GRIFFIN_LIM
+    wrapped = TtsProcessor(processor, speakers, model.config.reduction_factor, vocoder, settings.get("judge_asr"))
+    return model.eval(), wrapped
+
+
+def speakers(model, processor) -> list[str]:
+    return list(processor.speakers)
+
+
+def keep(example: dict, processor) -> bool:
+    """Rows whose speaker has a vector (speakers with too few clips or no embedding file are not)."""
+    return example.get("speaker", "") in processor.speakers
+
+
+# ---------------------------------------------------------------- features and batches
+DITHER = 1e-4  # ~ -80 dBFS
+
+
+def target_mel(audio, processor) -> np.ndarray:
+    """The log-mel frames the model learns to produce. A faint fixed dither (as Kaldi's feature
+    extraction adds) keeps digital silence, common in synthetic and edited audio, at the level of a quiet
+    room (log10 mel ~ -4) instead of the extractor's floor (-10): those outliers otherwise dominate the L1
+    loss. It changes speech frames by < 0.01."""
+    audio = np.asarray(audio, dtype=np.float32)
+    noise = np.random.default_rng(len(audio)).normal(scale=DITHER, size=audio.shape).astype(np.float32)
+    mel = processor.feature_extractor(audio_target=audio + noise, sampling_rate=processor.sampling_rate)
+    return np.asarray(mel.input_values[0], dtype=np.float32)
+
+
+def preprocess(example: dict, processor) -> dict:
+    ids = processor.encode(example.get("raw_text") or example["text"])
+    return {"input_ids": ids, "labels": target_mel(example["audio"], processor)}
+
+
+def collate(examples: list[dict], processor) -> dict:
+    """Token ids padded with the pad id; mel targets trimmed to a multiple of the reduction factor and
+    padded with -100 (ignored by the loss); the decoder mask marks the real frames."""
+    pad = processor.tokenizer.pad_token_id
+    longest = max(len(e["input_ids"]) for e in examples)
+    ids = torch.full((len(examples), longest), pad, dtype=torch.long)
+    mask = torch.zeros((len(examples), longest), dtype=torch.long)
+    for i, e in enumerate(examples):
+        ids[i, : len(e["input_ids"])] = torch.as_tensor(e["input_ids"])
+        mask[i, : len(e["input_ids"])] = 1
+    vectors = np.stack([processor.vector(str(e.get("speaker", ""))) for e in examples])
+    batch = {"input_ids": ids, "attention_mask": mask, "speaker_embeddings": torch.as_tensor(vectors)}
+    if "labels" in examples[0]:
+        r = processor.reduction_factor
+        mels = [np.asarray(e["labels"], dtype=np.float32) for e in examples]
+        lengths = [max(r, len(m) - len(m) % r) for m in mels]
+        labels = torch.full((len(mels), max(lengths), mels[0].shape[-1]), -100.0)
+        frames = torch.zeros((len(mels), max(lengths)), dtype=torch.long)
+        for i, (m, n) in enumerate(zip(mels, lengths, strict=True)):
+            labels[i, : min(n, len(m))] = torch.as_tensor(m[:n])
+            frames[i, : min(n, len(m))] = 1
+        batch["labels"], batch["decoder_attention_mask"] = labels, frames
+    return batch
+
+
+# ---------------------------------------------------------------- synthesis and scores
+@torch.no_grad()
+def generate(model, processor, examples: list[dict], attentions: bool = False):
+    """Log-mel frames per example (list of (T, mels) tensors) and, with `attentions`, the cross
+    attentions of the first example (layers*heads, steps, tokens)."""
+    batch = collate([{"input_ids": processor.encode(_text(e)), "speaker": e.get("speaker", "")} for e in examples],
+                    processor)  # fmt: skip
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    # The decoder prenet keeps its dropout on at inference (as SpeechT5 was trained to expect): seed it
+    # so the same model speaks a sentence the same way, without touching the training loop's RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        out = model.generate(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            speaker_embeddings=batch["speaker_embeddings"],
+            maxlenratio=MAX_FRAMES_PER_CHAR,
+            return_output_lengths=True,
+            output_cross_attentions=attentions,
+        )
+    mels = [out[0][i, : out[1][i]].cpu() for i in range(len(examples))]
+    if not attentions:
+        return mels, None
+    return mels, out[2][0].flatten(0, 1).cpu() if out[2].dim() == 5 else out[2].flatten(0, 1).cpu()
+
+
+def _text(example: dict) -> str:
+    return str(example.get("raw_text") or example.get("text") or "")
+
+
+def predict(model, processor, examples: list[dict]) -> list[dict]:
+    """{"audio": waveform at the processor's rate, "transcript": the judge's hearing or None} per
+    example. Rows with reference audio (evaluation) are transcribed by `model.judge_asr` when set."""
+    mels, _ = generate(model, processor, examples)
+    waves = []
+    for e, mel in zip(examples, mels, strict=True):
+        waves.append(tts_audio.vocode(mel, e.get("vocoder") or processor.vocoder, processor.feature_extractor))
+    transcripts: list = [None] * len(examples)
+    if processor.judge_asr and all("audio" in e for e in examples):
+        transcripts = judge(processor.judge_asr, waves, processor.sampling_rate)
+    return [{"audio": w, "transcript": t, "sampling_rate": processor.sampling_rate} for w, t in zip(waves, transcripts)]
+
+
+_JUDGES: dict = {}
+
+
+def judge(name: str, waves: list[np.ndarray], rate: int) -> list[str]:
+    """Transcribe synthesised audio with an ASR model of this toolkit (or any CTC/Whisper dir)."""
+    from slp_toolkit.tasks import detect_task
+
+    if name not in _JUDGES:
+        task = detect_task(name)
+        _JUDGES[name] = (task, *task.load(name))
+    task, model, proc = _JUDGES[name]
+    target = int(getattr(proc, "sampling_rate", None) or proc.feature_extractor.sampling_rate)
+    if target != rate:
+        import torchaudio
+
+        waves = [torchaudio.functional.resample(torch.as_tensor(w), rate, target).numpy() for w in waves]
+    return task.predict(model, proc, [{"audio": w} for w in waves])
+
+
+def metrics(predictions: list[dict], examples: list[dict]) -> dict:
+    rate = predictions[0]["sampling_rate"] if predictions else 16000
+    mcd = [mel_cepstral_distortion(np.asarray(e["audio"]), p["audio"], rate) for p, e in zip(predictions, examples)]
+    ratio = [len(p["audio"]) / max(1, len(e["audio"])) for p, e in zip(predictions, examples, strict=True)]
+    # DTW forgives any length, so a babbling model can score well: mcd_sl multiplies each utterance's MCD by
+    # its length mismatch (longer/shorter), the "MCD-DTW-SL" variant.
+    penalised = [m * max(r, 1 / r) if r > 0 else float("nan") for m, r in zip(mcd, ratio, strict=True)]
+    out = {
+        "mcd": float(np.mean(mcd)) if mcd else float("nan"),
+        "mcd_sl": float(np.mean(penalised)) if penalised else float("nan"),
+        "length_ratio": float(np.mean(ratio or [np.nan])),
+    }
+    if predictions and predictions[0]["transcript"] is not None:
+        scores = asr_metrics([p["transcript"] for p in predictions], [_text(e) for e in examples])
+        out.update({k: v for k, v in scores.items() if k != "n"})
+    out["n"] = len(predictions)
+    return out
+
+
+def report(model, processor, predictions, examples, where: Path, writer=None, step: int | None = None) -> None:
+    """Listenable samples of an evaluation: wav files, spectrograms (synthesised over recorded) and the
+    attention alignment of the first sentence as PNGs in `where`, and the audio in TensorBoard."""
+    import soundfile as sf
+
+    from slp_toolkit.plots import plot_alignment, plot_spectrograms
+
+    where.mkdir(parents=True, exist_ok=True)
+    rate = processor.sampling_rate
+    for i, p in enumerate(predictions):
+        sf.write(where / f"sample-{i}.wav", p["audio"], rate, subtype="PCM_16")
+        if writer is not None:
+            writer.add_audio(f"samples/{i}", torch.as_tensor(p["audio"])[None], step, sample_rate=rate)
+    if not examples:
+        return
+    mels, attention = generate(model, processor, examples[:1], attentions=True)
+    reference = target_mel(examples[0]["audio"], processor)
+    plot_spectrograms(mels[0].numpy(), reference, where / "spectrogram.png", _text(examples[0]))
+    plot_alignment(attention.mean(0).numpy(), where / "alignment.png")
+
+
+def summarize(prediction: dict) -> dict:
+    """What predictions.jsonl keeps of a synthesis: its length and the judge's transcript."""
+    seconds = len(prediction["audio"]) / prediction["sampling_rate"]
+    return {"seconds": round(seconds, 3), "transcript": prediction["transcript"]}
+
+
+TASK = register(
+    Task(
+        name="tts",
+        needs=("text",),
+        build=build,
+        load=load,
+        preprocess=preprocess,
+        collate=collate,
+        predict=predict,
+        metrics=metrics,
+        main_metric="mcd",
+        greater_is_better=False,
+        pipeline_tag="text-to-speech",
+        lora_targets=("q_proj", "v_proj"),
+        keep=keep,
+        summarize=summarize,
+        report=report,
+    )
+)
