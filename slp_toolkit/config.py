@@ -118,6 +118,9 @@ class DataConfig:
     max_seconds: float = field(default=20.0, metadata=_check(gt=0.0))  # longer clips are dropped
     # Training-time random crop (classification tasks); evaluation always sees whole clips. None: no crop.
     crop_seconds: float | None = field(default=None, metadata=_check(gt=0.0))
+    # Training-time speed perturbation (classification tasks): each clip is resampled by a random factor
+    # in [1 - x, 1 + x], moving pitch and formants together like another speaker's voice. 0: off.
+    speed_perturb: float = field(default=0.0, metadata=_check(min=0.0, max=0.5))
     normalize_text: bool = True
     max_train_samples: int | None = field(default=None, metadata=_check(min=1))
     max_eval_samples: int | None = field(default=None, metadata=_check(min=1))

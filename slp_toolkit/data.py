@@ -379,3 +379,13 @@ def length_batches(
     if shuffle:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+
+
+def change_speed(audio: np.ndarray, factor: float) -> np.ndarray:
+    """Play `audio` `factor` times faster (pitch and formants move with it), by linear interpolation:
+    cheap enough to run per clip per step, and the lost top band matters little to the models here."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if factor == 1.0 or len(audio) < 2:
+        return audio
+    positions = np.arange(0, len(audio) - 1, factor, dtype=np.float64)
+    return np.interp(positions, np.arange(len(audio)), audio).astype(np.float32)

@@ -177,9 +177,25 @@ def test_crop_length_comes_from_data_crop_seconds_not_max_seconds():
     model = {"init": "scratch", "preset": "tiny", "labels": ["a", "b"]}
     train = datasets.Dataset.from_dict({"label": ["a", "b"]})
     _, extractor = build(recipe_for(model, max_seconds=5, crop_seconds=1.5), train)
-    assert TASK.preprocess({"label": "b"}, extractor) == {"labels": 1, "crop_samples": 24000}
+    assert TASK.preprocess({"label": "b"}, extractor) == {"labels": 1, "crop_samples": 24000, "speed_perturb": 0.0}
     _, extractor = build(recipe_for(model, max_seconds=5), train)
     assert TASK.preprocess({"label": "a"}, extractor)["crop_samples"] == 0
+
+
+def test_speed_perturbation_resamples_within_its_range_before_the_crop():
+    from slp_toolkit.data import change_speed
+
+    t = np.arange(16000) / 16000
+    tone = np.sin(2 * np.pi * 200 * t).astype(np.float32)
+    fast = change_speed(tone, 1.25)
+    assert len(fast) == pytest.approx(16000 / 1.25, abs=2)
+    crossings = np.sum(np.diff(np.sign(fast)) != 0) / (len(fast) / 16000)
+    assert crossings == pytest.approx(2 * 250, rel=0.02)  # 200 Hz played 1.25x faster is 250 Hz
+    rng = np.random.default_rng(0)
+    lengths = {len(augment({"audio": tone, "crop_samples": 0, "speed_perturb": 0.2}, rng)["audio"]) for _ in range(20)}
+    assert len(lengths) > 5 and min(lengths) >= 16000 / 1.2 - 2 and max(lengths) <= 16000 / 0.8 + 2
+    cropped = augment({"audio": tone, "crop_samples": 8000, "speed_perturb": 0.2}, rng)["audio"]
+    assert len(cropped) == 8000
 
 
 def test_whisper_family_pads_to_its_window_and_trains():

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from slp_toolkit.config import EmotionModelConfig, Recipe, UserError
+from slp_toolkit.data import change_speed
 from slp_toolkit.metrics import classification_metrics
 from slp_toolkit.tasks import ModelLoadError, Task, load_or_fail, register
 
@@ -102,7 +103,7 @@ def build(recipe: Recipe, train_ds) -> tuple:
     else:
         model, extractor = _pretrained(cfg.name_or_path, labels, cfg)
     model.config.class_weights = balanced_weights(seen, labels) if cfg.class_weights == "balanced" else None
-    _attach(extractor, model.config.label2id, recipe.data.crop_seconds)
+    _attach(extractor, model.config.label2id, recipe.data.crop_seconds, recipe.data.speed_perturb)
     if cfg.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
         model.freeze_feature_encoder()
     if cfg.gradient_checkpointing:
@@ -145,11 +146,12 @@ def _classifier(name: str, labels: list[str], what: str, **kwargs):
     )
 
 
-def _attach(extractor, label2id: dict, crop_seconds: float | None) -> None:
-    """What preprocessing needs beside the audio: label ids, and the training crop length. Saved in
-    preprocessor_config.json (harmless to other readers) and part of the preprocessing cache key."""
+def _attach(extractor, label2id: dict, crop_seconds: float | None, speed_perturb: float = 0.0) -> None:
+    """What preprocessing needs beside the audio: label ids, the training crop length and speed range.
+    Saved in preprocessor_config.json (harmless to other readers) and part of the preprocessing cache key."""
     extractor.label2id = {str(k): int(v) for k, v in label2id.items()}
     extractor.crop_seconds = crop_seconds
+    extractor.speed_perturb = speed_perturb
 
 
 def load(model_dir: str) -> tuple:
@@ -176,17 +178,23 @@ def load(model_dir: str) -> tuple:
 
 # ---------------------------------------------------------------- features, loss, augmentation
 def preprocess(example: dict, processor) -> dict:
-    """The label id (-100, ignored by the loss, for a label the model lacks) and the crop length."""
+    """The label id (-100, ignored by the loss, for a label the model lacks), crop length, speed range."""
     crop = getattr(processor, "crop_seconds", None)
     return {
         "labels": processor.label2id.get(str(example["label"]), -100),
         "crop_samples": int(round(crop * processor.sampling_rate)) if crop else 0,
+        "speed_perturb": float(getattr(processor, "speed_perturb", 0.0) or 0.0),
     }
 
 
 def augment(example: dict, rng) -> dict:
-    """A random window of `crop_samples` from a longer training clip."""
+    """Speed perturbation (a random factor in 1 ± `speed_perturb`), then a random window of
+    `crop_samples` from a longer clip."""
     audio, crop = example["audio"], int(example.get("crop_samples", 0) or 0)
+    spread = float(example.get("speed_perturb", 0.0) or 0.0)
+    if spread:
+        audio = change_speed(audio, float(rng.uniform(1 - spread, 1 + spread)))
+        example = {**example, "audio": audio}
     if not crop or len(audio) <= crop:
         return example
     start = int(rng.integers(0, len(audio) - crop + 1))
