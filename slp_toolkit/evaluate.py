@@ -51,10 +51,10 @@ def usable(ds, task: Task, processor, name: str = "data"):
     )
     if len(ds) and not len(kept):
         raise UserError(
-            f"{name}: none of its {len(ds)} rows can be used by this model (their speakers have no embedding)"
+            f"{name}: none of its {len(ds)} rows can be used by this model (see the task's `keep`: e.g. speakers without an embedding)"
         )
     if len(kept) < len(ds):
-        log.info("%s: %d of %d rows left out (no speaker embedding for them)", name, len(ds) - len(kept), len(ds))
+        log.info("%s: %d of %d rows left out (the model cannot use them)", name, len(ds) - len(kept), len(ds))
     return kept
 
 

@@ -149,7 +149,13 @@ def test_synthesize_writes_a_16khz_wav_with_either_vocoder(tts_run, tiny_models,
 
 @pytest.mark.parametrize(
     ("text", "says"),
-    [("", "text is empty"), ("   ", "text is empty"), ("?!...,", "no letters or digits"), ("ß∆≈", "no letters")],
+    [
+        ("", "text is empty"),
+        ("   ", "text is empty"),
+        ("?!...,", "no letters or digits"),
+        ("ß∆≈", "no letters"),
+        ("word " * 100, "reads at most 448"),
+    ],
 )
 def test_bad_text_gets_one_clear_line(tts_run, tmp_path, capsys, text, says):
     assert main(["synthesize", str(tts_run), text, "-o", str(tmp_path / "x.wav")]) == 2
@@ -192,6 +198,8 @@ def test_speakers_with_too_few_clips_are_dropped_and_counted(corpus, caplog):
     assert list(processor.speakers) == ["x"]
     assert "dropped 1 speakers with fewer than 2 clips (1 clips in all)" in caplog.text
     assert [TASK.keep(r, processor) for r in ds] == [True, True, False]
+    assert not TASK.keep({"raw_text": "?!", "speaker": "x"}, processor)  # nothing speakable: left out
+    assert not TASK.keep({"raw_text": "a " * 300, "speaker": "x"}, processor)  # beyond the text positions
 
 
 def test_file_embeddings_are_read_per_speaker_and_checked(tmp_path):

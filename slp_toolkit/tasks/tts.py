@@ -47,6 +47,7 @@ class TtsProcessor:
         self.processor, self.speakers, self.reduction_factor = processor, speakers, reduction_factor
         self.vocoder, self.judge_asr = vocoder, judge_asr
         self.vocab = {t.replace("▁", " ") for t in processor.tokenizer.get_vocab()}
+        self.max_chars = 448  # SpeechT5's 450 text positions, less <s> and </s>; set from the model config
 
     def __getattr__(self, name):  # tokenizer, feature_extractor...
         if name.startswith("__") or "processor" not in self.__dict__:
@@ -79,10 +80,13 @@ class TtsProcessor:
         raise tts_audio.SpeakerError(f"unknown speaker {speaker!r} (known: {known})")
 
     def encode(self, text: str) -> list[int]:
-        max_chars = int(getattr(self.tokenizer, "model_max_length", 600) or 600)
-        clean, dropped = tts_audio.speakable(text, self.vocab, min(max_chars, 600) - 2)
-        if dropped:
-            log.warning("characters outside the vocabulary were dropped: %s", "".join(sorted(set(dropped))))
+        """Token ids of the speakable text (see tts_audio.speakable); each dropped character is reported
+        once per process, not once per row."""
+        clean, dropped = tts_audio.speakable(text, self.vocab, self.max_chars)
+        new = set(dropped) - self.__dict__.setdefault("_reported", set())
+        if new:
+            self._reported |= new
+            log.warning("characters outside the vocabulary are dropped: %s", " ".join(sorted(new)))
         return self.tokenizer(clean).input_ids
 
 
@@ -123,7 +127,9 @@ def build(recipe: Recipe, train_ds) -> tuple:
         vectors = tts_audio.xvector_vectors(train_ds, speakers, cache_root())
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    return model, TtsProcessor(processor, vectors, c.reduction_factor, cfg.vocoder, cfg.judge_asr)
+    wrapped = TtsProcessor(processor, vectors, c.reduction_factor, cfg.vocoder, cfg.judge_asr)
+    wrapped.max_chars = c.max_text_positions - 2
+    return model, wrapped
 
 
 def load(model_dir: str) -> tuple:
@@ -137,6 +143,7 @@ def load(model_dir: str) -> tuple:
     speakers = tts_audio.load_speakers(Path(model_dir))
     vocoder = settings.get("vocoder") or tts_audio.GRIFFIN_LIM
     wrapped = TtsProcessor(processor, speakers, model.config.reduction_factor, vocoder, settings.get("judge_asr"))
+    wrapped.max_chars = model.config.max_text_positions - 2
     return model.eval(), wrapped
 
 
@@ -145,8 +152,15 @@ def speakers(model, processor) -> list[str]:
 
 
 def keep(example: dict, processor) -> bool:
-    """Rows whose speaker has a vector (speakers with too few clips or no embedding file are not)."""
-    return example.get("speaker", "") in processor.speakers
+    """Rows whose speaker has a vector (speakers with too few clips or no embedding file have none) and
+    whose text the model can speak (not only symbols, not longer than its text positions)."""
+    if example.get("speaker", "") not in processor.speakers:
+        return False
+    try:
+        processor.encode(_text(example))
+    except tts_audio.TextError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- features and batches
