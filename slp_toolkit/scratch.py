@@ -5,26 +5,19 @@ Two users: recipes with ``model.init: scratch`` (``build_ctc(vocab, "small")`` a
 ``from_pretrained(dir)``. Every builder takes seconds on a CPU and touches no network. Builders do not
 seed: callers set ``torch.manual_seed`` for reproducible weights.
 
-The Whisper tokenizer is the real multilingual one (ids match openai/whisper-tiny), converted from the
-tiktoken file in the ``openai-whisper`` package and cached under ``~/.cache/slp_toolkit``.
+The Whisper tokenizer is the real multilingual one (ids match openai/whisper-tiny): see whisper_vocab.py.
 """
 
 from __future__ import annotations
 
-import base64
-import importlib.metadata
 import io
 import json
-import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import sentencepiece as spm
 import torch
-import transformers
-from tokenizers import AddedToken
 from transformers import (
     GenerationConfig,
     HubertConfig,
@@ -52,7 +45,9 @@ from transformers import (
     WhisperProcessor,
     WhisperTokenizer,
 )
-from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+
+from slp_toolkit.whisper_vocab import WHISPER_EOT_ID, WHISPER_LANGUAGES, WHISPER_VOCAB_SIZE, whisper_tokenizer_dir
 
 # Shapes only; token ids, vocab sizes and loss settings come from the processor in each builder.
 # Both wav2vec2 presets downsample 320x (20 ms frames at 16 kHz) like the pretrained models.
@@ -197,32 +192,11 @@ DEFAULT_TEXTS = [
     "Read verse out loud for pleasure.",
 ]
 
-WHISPER_PACKAGE = "openai-whisper==20250625"
-WHISPER_VOCAB_SIZE = 51865
-_WHISPER_LANGUAGES = list(LANGUAGES)[:99]  # whisper-tiny..large-v2; v3 adds a 100th (yue)
-_WHISPER_SPECIALS = [
-    "<|endoftext|>",
-    "<|startoftranscript|>",
-    *[f"<|{code}|>" for code in _WHISPER_LANGUAGES],
-    "<|translate|>",
-    "<|transcribe|>",
-    "<|startoflm|>",
-    "<|startofprev|>",
-    "<|nospeech|>",
-    "<|notimestamps|>",
-]
-_WHISPER_TIMESTAMPS = [f"<|{i * 0.02:.2f}|>" for i in range(1501)]
-
 
 def _preset(presets: dict[str, dict], name: str, overrides: dict) -> dict:
     if name not in presets:
         raise ValueError(f"unknown preset {name!r}; expected one of {sorted(presets)}")
     return {**presets[name], **overrides}
-
-
-def cache_dir() -> Path:
-    """Where converted tokenizer files live: $XDG_CACHE_HOME/slp_toolkit (default ~/.cache)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "slp_toolkit"
 
 
 # ---------------------------------------------------------------------------------------------- CTC
@@ -273,91 +247,12 @@ def build_ctc(
 
 
 # ------------------------------------------------------------------------------------------ Whisper
-def _tiktoken_file() -> Path:
-    candidates = []
-    try:  # located without importing `whisper`, which pulls torch and numba
-        dist = importlib.metadata.distribution("openai-whisper")
-        candidates.append(Path(dist.locate_file("whisper/assets/multilingual.tiktoken")))
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    candidates.append(cache_dir() / "multilingual.tiktoken")
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(
-        f"Whisper vocabulary missing: pip install {WHISPER_PACKAGE} (in the dev extra), or copy "
-        f"whisper/assets/multilingual.tiktoken from its sdist to {candidates[-1]}"
-    )
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible map from bytes to printable characters, the alphabet of byte-level BPE."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    others = [b for b in range(256) if b not in printable]
-    return {b: chr(b) for b in printable} | {b: chr(256 + i) for i, b in enumerate(others)}
-
-
-def _last_merge(ranks: dict[bytes, int], token: bytes) -> list[bytes]:
-    """Byte-level BPE of ``token`` with the merges ranked below it: the two halves of its own merge."""
-    parts = [bytes([b]) for b in token]
-    while True:
-        pairs = [(ranks.get(a + b), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
-        best = min(((r, i) for r, i in pairs if r is not None and r < ranks[token]), default=None)
-        if best is None:
-            return parts
-        i = best[1]
-        parts[i : i + 2] = [parts[i] + parts[i + 1]]
-
-
-def _convert_tiktoken(path: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """tiktoken file (base64 token, rank per line) -> byte-level BPE vocab and merges in rank order."""
-    lines = (line.split() for line in path.read_text(encoding="ascii").splitlines() if line)
-    ranks = {base64.b64decode(token): int(rank) for token, rank in lines}
-    byte_chars = _bytes_to_unicode()
-
-    def text(token: bytes) -> str:
-        return "".join(byte_chars[b] for b in token)
-
-    vocab, merges = {}, []
-    for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
-        vocab[text(token)] = rank  # rank 50256 is an empty token: kept so later ids stay in place
-        if len(token) > 1:
-            left, right = _last_merge(ranks, token)  # exactly two halves in a valid file
-            merges.append((text(left), text(right)))
-    return vocab, merges
-
-
-def whisper_tokenizer_dir() -> Path:
-    """The converted multilingual Whisper tokenizer, built on first use and cached (~1 s, ~4 MB) per
-    transformers version, whose tokenizer files older versions may not read."""
-    out = cache_dir() / f"whisper_tokenizer-transformers{transformers.__version__}"
-    if (out / "tokenizer.json").is_file():
-        return out
-    vocab, merges = _convert_tiktoken(_tiktoken_file())
-    vocab["<|endoftext|>"] = len(vocab)
-    tokenizer = WhisperTokenizer(vocab=vocab, merges=merges)
-    specials = [AddedToken(t, special=True, normalized=False) for t in _WHISPER_SPECIALS]
-    tokenizer.add_special_tokens({"extra_special_tokens": specials})
-    # Not special: the tokenizer takes ids above its last special id (<|notimestamps|>) as timestamps.
-    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in _WHISPER_TIMESTAMPS])
-    if len(tokenizer) != WHISPER_VOCAB_SIZE:
-        raise RuntimeError(f"converted Whisper vocab has {len(tokenizer)} tokens, expected {WHISPER_VOCAB_SIZE}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent))
-    tokenizer.save_pretrained(staging)
-    try:
-        os.replace(staging, out)  # atomic, so a concurrent builder never sees half a directory
-    except OSError:  # another process got there first
-        shutil.rmtree(staging)
-    return out
-
-
 def _language_code(language: str | None) -> str | None:
     if language is None:
         return None
     language = language.lower()
     code = TO_LANGUAGE_CODE.get(language, language)
-    if code not in _WHISPER_LANGUAGES:
+    if code not in WHISPER_LANGUAGES:
         raise ValueError(f"unknown Whisper language {language!r}")
     return code
 
@@ -376,7 +271,7 @@ def _whisper_config(preset: str, overrides: dict, **extra) -> tuple[WhisperConfi
     kwargs = _preset(WHISPER_PRESETS, preset, overrides)
     if kwargs["max_source_positions"] % 50:
         raise ValueError("max_source_positions must be a multiple of 50 (the encoder's frames per second)")
-    eot = WHISPER_VOCAB_SIZE - len(_WHISPER_TIMESTAMPS) - len(_WHISPER_SPECIALS)  # 50257
+    eot = WHISPER_EOT_ID
     config = WhisperConfig(
         vocab_size=WHISPER_VOCAB_SIZE,
         pad_token_id=eot,
@@ -410,7 +305,7 @@ def build_whisper(
         max_length=config.max_target_positions,
         begin_suppress_tokens=list(config.begin_suppress_tokens),
         is_multilingual=True,
-        lang_to_id={f"<|{code}|>": ids(f"<|{code}|>") for code in _WHISPER_LANGUAGES},
+        lang_to_id={f"<|{code}|>": ids(f"<|{code}|>") for code in WHISPER_LANGUAGES},
         task_to_id={name: ids(f"<|{name}|>") for name in ("transcribe", "translate")},
         no_timestamps_token_id=ids("<|notimestamps|>"),
         prev_sot_token_id=ids("<|startofprev|>"),

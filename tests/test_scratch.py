@@ -18,7 +18,7 @@ from transformers import (
     pipeline,
 )
 
-from slp_toolkit import scratch
+from slp_toolkit import scratch, whisper_vocab
 
 
 @pytest.fixture(autouse=True)
@@ -109,9 +109,9 @@ def test_whisper_tokenizer_agrees_with_tiktoken():
 
 def test_whisper_conversion_cold_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    path = scratch.whisper_tokenizer_dir()
+    path = whisper_vocab.whisper_tokenizer_dir()
     assert path.parent == tmp_path / "slp_toolkit" and (path / "tokenizer.json").is_file()
-    assert scratch.whisper_tokenizer_dir() == path
+    assert whisper_vocab.whisper_tokenizer_dir() == path
 
 
 def test_whisper_asset_missing_says_how_to_get_it(monkeypatch, tmp_path):
@@ -119,9 +119,9 @@ def test_whisper_asset_missing_says_how_to_get_it(monkeypatch, tmp_path):
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(scratch.importlib.metadata, "distribution", missing)
+    monkeypatch.setattr(whisper_vocab.importlib.metadata, "distribution", missing)
     with pytest.raises(FileNotFoundError, match=r"pip install openai-whisper==20250625"):
-        scratch.whisper_tokenizer_dir()
+        whisper_vocab.whisper_tokenizer_dir()
 
 
 def test_whisper_checkpoint_loads_generates_and_skips_language_detection(tiny, monkeypatch):
