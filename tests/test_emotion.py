@@ -13,6 +13,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from helpers import losses
 
 from slp_toolkit import scratch
 from slp_toolkit.cli import main
@@ -38,10 +39,6 @@ def write_recipe(tmp_path: Path, corpus: Path, model: str = SCRATCH, extra: str 
     path = tmp_path / "r.yaml"
     path.write_text(text)
     return path
-
-
-def losses(out: Path) -> list[float]:
-    return [h["loss"] for h in json.loads((out / "history.json").read_text()) if "loss" in h]
 
 
 def tiny_ctc_dir(path: Path) -> Path:

@@ -5,20 +5,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import SLP, kill_and_resume, losses
 from safetensors.torch import load_file
 
 from slp_toolkit.cli import main
 from slp_toolkit.tasks import get_task
 
-SLP = [sys.executable, "-m", "slp_toolkit"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
 
 
@@ -38,10 +36,6 @@ def write_recipe(folder: Path, corpus: Path, model: dict, task: str = "asr_ctc",
     path = folder / "r.yaml"
     path.write_text("# test recipe\n#   slp train r.yaml\n" + json.dumps(recipe))  # JSON is YAML
     return path
-
-
-def losses(out: Path) -> list[float]:
-    return [h["loss"] for h in json.loads((out / "history.json").read_text()) if "loss" in h]
 
 
 def split_checkpoint(out: Path) -> tuple[dict, dict]:
@@ -173,16 +167,7 @@ def test_lora_resume_after_sigkill_matches_uninterrupted_run(tmp_path, corpus):
     cut = write_recipe(cut_dir, corpus, model, **settings)
     assert main(["train", str(full)]) == 0
 
-    proc = subprocess.Popen([*SLP, "train", str(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
-    deadline = time.time() + 120
-    while not (cut_dir / "out" / "checkpoints" / "step-0000020").is_dir():
-        assert proc.poll() is None and time.time() < deadline, "run ended before the checkpoint to kill at"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (cut_dir / "out" / "metrics.json").exists()
-    done = subprocess.run([*SLP, "train", str(cut), "--resume"], capture_output=True, text=True, env=ENV)
-    assert done.returncode == 0, done.stderr[-2000:]
+    kill_and_resume(cut, cut_dir / "out", ENV)
     a = json.loads((full_dir / "out" / "metrics.json").read_text())
     b = json.loads((cut_dir / "out" / "metrics.json").read_text())
     assert a["step"] == b["step"] == 40

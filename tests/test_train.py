@@ -5,17 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from helpers import SLP, kill_and_resume, losses
 
 from slp_toolkit.cli import main
-
-SLP = [sys.executable, "-m", "slp_toolkit"]
 
 
 def write_recipe(tmp_path: Path, corpus: Path, **train) -> Path:
@@ -31,10 +28,6 @@ def write_recipe(tmp_path: Path, corpus: Path, **train) -> Path:
     path = tmp_path / "r.yaml"
     path.write_text(text)
     return path
-
-
-def losses(out: Path) -> list[float]:
-    return [h["loss"] for h in json.loads((out / "history.json").read_text()) if "loss" in h]
 
 
 def test_overfit_eight_clips_loss_halves(tmp_path, corpus):
@@ -72,16 +65,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, corpus):
     cut = write_recipe(cut_dir, corpus, max_steps=40, eval_every=10)
     subprocess.run([*SLP, "train", str(full)], check=True, capture_output=True, env=env)
 
-    proc = subprocess.Popen([*SLP, "train", str(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 120
-    while not (cut_dir / "out" / "checkpoints" / "step-0000020").is_dir():
-        assert proc.poll() is None and time.time() < deadline, "run ended before the checkpoint to kill at"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (cut_dir / "out" / "metrics.json").exists()
-    done = subprocess.run([*SLP, "train", str(cut), "--resume"], capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
+    kill_and_resume(cut, cut_dir / "out", env)
     a = json.loads((full_dir / "out" / "metrics.json").read_text())
     b = json.loads((cut_dir / "out" / "metrics.json").read_text())
     assert a["step"] == b["step"] == 40

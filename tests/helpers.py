@@ -1,0 +1,31 @@
+"""Helpers shared by several test modules (plain functions; fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SLP = [sys.executable, "-m", "slp_toolkit"]
+
+
+def losses(out: Path) -> list[float]:
+    """The logged training losses of a run, in step order."""
+    return [h["loss"] for h in json.loads((out / "history.json").read_text()) if "loss" in h]
+
+
+def kill_and_resume(recipe: Path, out: Path, env: dict, at_step: int = 20) -> None:
+    """Start `slp train recipe`, SIGKILL it once checkpoint `at_step` exists, then `--resume` to the end."""
+    proc = subprocess.Popen([*SLP, "train", str(recipe)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / f"step-{at_step:07d}").is_dir():
+        assert proc.poll() is None and time.time() < deadline, "run ended before the checkpoint to kill at"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").exists()
+    done = subprocess.run([*SLP, "train", str(recipe), "--resume"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
