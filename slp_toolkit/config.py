@@ -105,11 +105,20 @@ MODEL_CONFIGS: dict[str, type[ModelConfig]] = {
 # ---------------------------------------------------------------- the shared sections
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the audio is. Each of train/eval is an audiofolder dir, a .csv/.jsonl manifest, or
-    `hf:NAME[:CONFIG]@SPLIT` for a Hub dataset."""
+    """Where the audio is. Each of train/eval is an audiofolder dir, a .csv/.jsonl manifest, a folder in
+    LibriSpeech's layout, or `hf:NAME[:CONFIG]@SPLIT` for a Hub dataset."""
 
     train: str | None = None
     eval: str | None = None
+    # auto: a folder with metadata.csv/jsonl is an audiofolder, one with SPEAKER/CHAPTER/*.trans.txt LibriSpeech
+    format: Literal["auto", "librispeech"] = "auto"
+    # Processes that decode and preprocess (None: all cores but one, at least one).
+    num_workers: int | None = field(default=None, metadata=_check(min=1))
+    # Decode training rows on the fly instead of into the on-disk cache (Hub datasets too large to
+    # download, manifests too large to cache). Needs train.max_steps or train.max_minutes.
+    streaming: bool = False
+    # Streaming: clips read ahead and sorted by length together (memory: this many decoded clips).
+    stream_window: int = field(default=500, metadata=_check(min=1))
     audio_column: str | None = None  # None: the first of file_name/audio/path/... that exists
     text_column: str | None = None  # None: the first of transcription/text/sentence/... that exists
     label_column: str = "label"
@@ -274,6 +283,10 @@ def _validate_semantics(recipe: Recipe, src: str, sources: dict[str, str]) -> No
         fail("data.min_seconds", f"'data.min_seconds' ({d.min_seconds}) must be < data.max_seconds")
     if t.max_steps is None and t.epochs is None and t.max_minutes is None:
         fail("train.max_steps", "set at least one of train.max_steps, train.epochs, train.max_minutes")
+    if d.streaming and t.max_steps is None and t.max_minutes is None:
+        fail("data.streaming", "'data.streaming: true' has no epoch length: set train.max_steps or train.max_minutes")
+    if d.streaming and t.epochs is not None:
+        fail("train.epochs", "'train.epochs' does not apply with data.streaming (no epoch length); use train.max_steps")
 
 
 def _looks_local(name: str | None) -> bool:

@@ -1,14 +1,16 @@
-"""The data layer shared by every task: find rows, decode audio once, filter, cache, batch by length.
+"""The data layer shared by every task: decode audio once into a memory-mapped Arrow cache, prepare
+features, batch by length.
 
-A split spec is an audiofolder directory (`metadata.csv` or `metadata.jsonl` beside the audio), a
-`.csv`/`.tsv`/`.jsonl` manifest (audio paths relative to it), or `hf:NAME[:CONFIG]@SPLIT`.
-Decoded audio (mono float32 at the model's rate) is cached on disk keyed by the files' sizes and
-times, so an identical second run reads arrays instead of decoding again.
+Decoding is memory-flat: worker processes each decode a contiguous slice of the rows and append them
+to their own Arrow shard in small record batches, so no split is ever held in Python lists; training
+reads rows memory-mapped. The cache key covers the files (path, size, mtime), the recipe keys that
+change the decoded rows, this module's code and the decoding libraries' versions. A cache directory is
+renamed into place only once complete, so a half-written cache is never read.
 """
 
 from __future__ import annotations
 
-import csv
+import errno
 import hashlib
 import io
 import json
@@ -16,45 +18,23 @@ import logging
 import os
 import shutil
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from slp_toolkit.config import DataConfig, UserError
-from slp_toolkit.text import normalize_text
+from slp_toolkit.config import DataConfig
+from slp_toolkit.manifest import AUDIO_EXTENSIONS, AudioError, DataError, Row, RowSet, iter_rows, row_set
+
+__all__ = ["AUDIO_EXTENSIONS", "AudioError", "DataError", "Row", "iter_rows", "load_split", "read_audio"]
 
 log = logging.getLogger("slp")
-
-AUDIO_EXTENSIONS = {
-    ".wav",
-    ".flac",
-    ".ogg",
-    ".oga",
-    ".mp3",
-    ".opus",
-    ".m4a",
-    ".aac",
-    ".webm",
-    ".aif",
-    ".aiff",
-}
-AUDIO_COLUMNS = ("file_name", "audio", "path", "audio_path", "audio_filepath", "filepath", "file", "wav")
-TEXT_COLUMNS = ("transcription", "text", "sentence", "transcript", "normalized_text", "raw_text")
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
+WRITER_BATCH = 32  # rows per Arrow record batch: bounds what a writer holds (32 x 20 s x 64 kB = 41 MB)
+MIN_ROWS_PER_WORKER = 200  # below this a worker process costs more to start than it saves
 
 
-class DataError(UserError):
-    """A data problem the user can fix; the message names the file, column or row."""
-
-
-class AudioError(UserError):
-    """One clip could not be used (missing, unreadable, empty)."""
-
-
-# ---------------------------------------------------------------- decoding
+# ---------------------------------------------------------------- decoding one file
 def read_audio(source: str | Path | bytes, sampling_rate: int) -> np.ndarray:
     """Decode any audio file (or its bytes) to mono float32 at `sampling_rate`.
 
@@ -98,211 +78,16 @@ def _decode(source: str | Path | bytes) -> tuple[np.ndarray, int]:
         raise AudioError(f"unreadable audio ({type(err).__name__})") from None
 
 
-# ---------------------------------------------------------------- rows
-@dataclass(frozen=True)
-class Row:
-    where: str  # "file:line" for messages
-    source: Any  # path or bytes
-    fields: dict[str, Any]
+class Filtered(Exception):
+    """A readable clip outside [data.min_seconds, data.max_seconds]; the message says which side."""
 
 
-def _read_manifest(path: Path) -> list[dict]:
-    try:
-        if path.suffix == ".jsonl":
-            rows = []
-            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as err:
-                        raise DataError(f"{path}:{i}: not valid JSON ({err.msg})") from None
-            return rows
-        delimiter = "\t" if path.suffix == ".tsv" else ","
-        with path.open(newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f, delimiter=delimiter))
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a UTF-8 text manifest") from None
-
-
-def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, src: str) -> str:
-    if wanted is not None:
-        if wanted not in columns:
-            raise DataError(f"{src}: no {what} column {wanted!r} (columns: {', '.join(columns)})")
-        return wanted
-    for name in candidates:
-        if name in columns:
-            return name
-    raise DataError(
-        f"{src}: cannot find the {what} column (looked for {', '.join(candidates)}; columns: "
-        f"{', '.join(columns)}); set data.{what}_column"
-    )
-
-
-def _local_rows(spec: str) -> tuple[list[dict], Path, str]:
-    path = Path(spec)
-    if path.is_dir():
-        for name in ("metadata.csv", "metadata.jsonl", "metadata.tsv"):
-            if (path / name).is_file():
-                return _read_manifest(path / name), path, str(path / name)
-        raise DataError(f"{path}: no metadata.csv or metadata.jsonl in this audiofolder")
-    if path.suffix not in (".csv", ".tsv", ".jsonl"):
-        raise DataError(f"{path}: expected a directory or a .csv/.tsv/.jsonl manifest")
-    if not path.is_file():
-        raise DataError(f"{path}: no such file or directory")
-    return _read_manifest(path), path.parent, str(path)
-
-
-def _hub_rows(spec: str, audio_column: str | None) -> tuple[list[dict], str]:
-    """`hf:NAME[:CONFIG]@SPLIT` -> rows whose audio is raw bytes (decoded by us, not datasets)."""
-    import datasets
-
-    body, _, split = spec[3:].partition("@")
-    name, _, config = body.partition(":")
-    try:
-        ds = datasets.load_dataset(name, config or None, split=split or "train")
-    except Exception as err:  # noqa: BLE001 - offline, missing, gated: one line, not a traceback
-        raise DataError(f"{spec}: cannot load Hub dataset ({type(err).__name__}: {str(err)[:200]})") from None
-    column = _pick(list(ds.column_names), audio_column, AUDIO_COLUMNS, "audio", spec)
-    ds = ds.cast_column(column, datasets.Audio(decode=False))
-    rows = []
-    for row in ds:
-        ref = row[column] or {}
-        row[column] = ref.get("bytes") or ref.get("path")
-        rows.append(row)
-    return rows, spec
-
-
-def iter_rows(spec: str, cfg: DataConfig, needs: tuple[str, ...]) -> tuple[list[Row], str]:
-    """The rows of a split with their audio source and the fields a task needs, by name."""
-    if spec.startswith("hf:"):
-        raw, src = _hub_rows(spec, cfg.audio_column)
-        base, line0 = None, 0
-    else:
-        raw, base, src = _local_rows(spec)
-        line0 = 1 if src.endswith((".csv", ".tsv")) else 0
-    if not raw:
-        raise DataError(f"{src}: no rows")
-    columns = list(raw[0].keys())
-    audio_col = _pick(columns, cfg.audio_column, AUDIO_COLUMNS, "audio", src)
-    wanted = {
-        "text": lambda: _pick(columns, cfg.text_column, TEXT_COLUMNS, "text", src),
-        "label": lambda: _pick(columns, cfg.label_column, (cfg.label_column,), "label", src),
-        "speaker": lambda: _pick(columns, cfg.speaker_column, (cfg.speaker_column,), "speaker", src),
-    }
-    cols = {need: wanted[need]() for need in needs}
-    if cfg.speaker_column in columns:
-        cols.setdefault("speaker", cfg.speaker_column)
-    rows = []
-    for i, r in enumerate(raw):
-        source = r.get(audio_col)
-        if isinstance(source, str) and base is not None:
-            source = base / source
-        fields = {k: ("" if r.get(c) is None else str(r.get(c))) for k, c in cols.items()}
-        rows.append(Row(f"{src}:{i + 1 + line0}", source, fields))
-    return rows, src
-
-
-# ---------------------------------------------------------------- decoding a split, with a cache
-def cache_root() -> Path:
-    return Path(os.environ.get("SLP_CACHE", Path.home() / ".cache" / "slp_toolkit"))
-
-
-def _cache_key(rows: list[Row], cfg: DataConfig, sampling_rate: int, needs: tuple[str, ...]) -> str:
-    h = hashlib.sha256()
-    h.update(repr((CACHE_VERSION, sampling_rate, cfg.min_seconds, cfg.max_seconds, cfg.normalize_text)).encode())
-    h.update(repr(needs).encode())
-    for row in rows:
-        src = row.source
-        if isinstance(src, Path):
-            st = src.stat() if src.is_file() else None
-            h.update(f"{src.resolve()}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}".encode())
-        elif isinstance(src, bytes):
-            h.update(hashlib.sha1(src).digest())
-        else:
-            h.update(repr(src).encode())
-        h.update(repr(sorted(row.fields.items())).encode())
-    return h.hexdigest()[:24]
-
-
-def load_split(
-    spec: str,
-    cfg: DataConfig,
-    sampling_rate: int,
-    needs: tuple[str, ...] = ("text",),
-    max_samples: int | None = None,
-):
-    """Decode a split into a `datasets.Dataset` with columns audio, duration, path, speaker and the
-    fields in `needs` (text is normalised when `cfg.normalize_text`; the original is `raw_text`).
-
-    Bad rows (missing file, unreadable or empty audio, empty text) are skipped and reported in one
-    warning line; clips outside [min_seconds, max_seconds] are dropped and counted.
-    """
-    import datasets
-
-    rows, src = iter_rows(spec, cfg, needs)
-    if max_samples is not None:
-        rows = rows[:max_samples]
-    target = cache_root() / "audio" / _cache_key(rows, cfg, sampling_rate, needs)
-    if not (target / "report.json").is_file():
-        log.info("%s: decoding %d clips at %d Hz (cached for the next run)", src, len(rows), sampling_rate)
-        _decode_split(rows, cfg, sampling_rate, needs, target)
-    report = json.loads((target / "report.json").read_text())
-    _report(src, report)
-    return datasets.load_from_disk(str(target / "dataset")).with_format("numpy")
-
-
-def _decode_split(rows, cfg, sampling_rate, needs, target: Path) -> None:
-    import datasets
-
-    stats = {"rows": len(rows), "skipped": Counter(), "examples": [], "too_short": 0, "too_long": 0}
-
-    def gen() -> Iterator[dict]:
-        for row in rows:
-            try:
-                yield _decode_row(row, cfg, sampling_rate, needs, stats)
-            except AudioError as err:
-                stats["skipped"][str(err)] += 1
-                if len(stats["examples"]) < 3:
-                    stats["examples"].append(f"{row.where} ({err})")
-            except _Filtered:
-                pass
-
-    features = datasets.Features(
-        {
-            "audio": datasets.List(datasets.Value("float32")),
-            "duration": datasets.Value("float32"),
-            "path": datasets.Value("string"),
-            "speaker": datasets.Value("string"),
-            **{k: datasets.Value("string") for k in ("text", "raw_text", "label") if k in _columns(needs)},
-        }
-    )
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    items = list(gen())
-    ds = datasets.Dataset.from_dict({k: [row[k] for row in items] for k in features}, features=features)
-    ds.save_to_disk(str(tmp / "dataset"))
-    stats["skipped"] = dict(stats["skipped"])
-    stats["kept"] = len(items)
-    (tmp / "report.json").write_text(json.dumps(stats))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)  # atomic: a half-written cache is never read
-
-
-def _columns(needs: tuple[str, ...]) -> set[str]:
-    cols = set(needs)
-    if "text" in needs:
-        cols.add("raw_text")
-    return cols
-
-
-class _Filtered(Exception):
-    pass
-
-
-def _decode_row(row: Row, cfg: DataConfig, sampling_rate: int, needs, stats) -> dict:
+def decode_row(row: Row, cfg: DataConfig, sampling_rate: int, needs: tuple[str, ...]) -> dict:
+    """One row as {audio, duration, path, speaker, text/raw_text/label}; AudioError or Filtered if unusable."""
     fields = dict(row.fields)
     if "text" in needs:
+        from slp_toolkit.text import normalize_text
+
         fields["raw_text"] = fields["text"]
         fields["text"] = normalize_text(fields["text"]) if cfg.normalize_text else fields["text"].strip()
         if not fields["text"]:
@@ -314,13 +99,213 @@ def _decode_row(row: Row, cfg: DataConfig, sampling_rate: int, needs, stats) -> 
     wave = read_audio(row.source, sampling_rate)
     duration = len(wave) / sampling_rate
     if duration < cfg.min_seconds:
-        stats["too_short"] += 1
-        raise _Filtered
+        raise Filtered("too_short")
     if duration > cfg.max_seconds:
-        stats["too_long"] += 1
-        raise _Filtered
+        raise Filtered("too_long")
     path = str(row.source) if not isinstance(row.source, bytes) else row.where
     return {"audio": wave, "duration": duration, "path": path, "speaker": fields.pop("speaker", ""), **fields}
+
+
+class Tally:
+    """Counts of skipped and filtered rows, with the first few bad rows' file:line."""
+
+    def __init__(self) -> None:
+        self.rows, self.kept, self.too_short, self.too_long = 0, 0, 0, 0
+        self.skipped: Counter = Counter()
+        self.examples: list[str] = []
+
+    def bad(self, row: Row, err: Exception) -> None:
+        self.skipped[str(err)] += 1
+        if len(self.examples) < 3:
+            self.examples.append(f"{row.where} ({err})")
+
+    def add(self, other: dict) -> None:
+        self.rows += other["rows"]
+        self.kept += other["kept"]
+        self.too_short += other["too_short"]
+        self.too_long += other["too_long"]
+        self.skipped.update(other["skipped"])
+        self.examples += other["examples"][: 3 - len(self.examples)]
+
+    def as_dict(self) -> dict:
+        return {"rows": self.rows, "kept": self.kept, "too_short": self.too_short, "too_long": self.too_long,
+                "skipped": dict(self.skipped), "examples": self.examples}  # fmt: skip
+
+
+def decode_rows(rows, cfg: DataConfig, sampling_rate: int, needs: tuple[str, ...], tally: Tally):
+    """Decoded examples of `rows`; bad and filtered rows are counted in `tally`, never raised."""
+    for row in rows:
+        tally.rows += 1
+        try:
+            example = decode_row(row, cfg, sampling_rate, needs)
+        except AudioError as err:
+            tally.bad(row, err)
+            continue
+        except Filtered as why:
+            setattr(tally, str(why), getattr(tally, str(why)) + 1)
+            continue
+        tally.kept += 1
+        yield example
+
+
+# ---------------------------------------------------------------- the decode cache
+def cache_root() -> Path:
+    return Path(os.environ.get("SLP_CACHE", Path.home() / ".cache" / "slp_toolkit"))
+
+
+@lru_cache(maxsize=1)
+def environment_fingerprint() -> str:
+    """This package's data code and the versions of the libraries that decode and store audio: a
+    change to either can change decoded rows or features, so it is part of every cache key."""
+    from importlib import metadata
+
+    h = hashlib.sha256(CACHE_VERSION.encode())
+    here = Path(__file__).parent
+    for name in ("data.py", "manifest.py", "text.py"):
+        h.update((here / name).read_bytes())
+    for lib in ("numpy", "soundfile", "torch", "torchaudio", "datasets", "pyarrow", "transformers", "tokenizers"):
+        try:
+            h.update(f"{lib}={metadata.version(lib)}".encode())
+        except metadata.PackageNotFoundError:
+            h.update(f"{lib}=none".encode())
+    return h.hexdigest()[:16]
+
+
+def cache_key(rows: RowSet, cfg: DataConfig, sampling_rate: int, needs: tuple[str, ...]) -> str:
+    h = hashlib.sha256(repr((sampling_rate, cfg.min_seconds, cfg.max_seconds, cfg.normalize_text, needs)).encode())
+    h.update(rows.fingerprint().encode())
+    h.update(environment_fingerprint().encode())
+    return h.hexdigest()[:24]
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) - 1) if hasattr(os, "sched_getaffinity") else 1
+
+
+def workers_for(cfg: DataConfig, rows: int) -> int:
+    wanted = cfg.num_workers or default_workers()
+    return max(1, min(wanted, rows // MIN_ROWS_PER_WORKER))
+
+
+def load_split(spec: str, cfg: DataConfig, sampling_rate: int, needs: tuple[str, ...] = ("text",),
+               max_samples: int | None = None):  # fmt: skip
+    """Decode a split into a memory-mapped `datasets.Dataset` with columns audio, duration, path, speaker
+    and the fields in `needs` (text is normalised when `cfg.normalize_text`; the original is `raw_text`).
+
+    Bad rows (missing file, unreadable or empty audio, empty text) are skipped and reported in one
+    warning line with their file:line; clips outside [min_seconds, max_seconds] are dropped and counted.
+    """
+    rows = row_set(spec, cfg, needs, max_samples)
+    key = cache_key(rows, cfg, sampling_rate, needs)
+    target = cache_root() / "audio" / key
+    if not (target / "report.json").is_file():
+        workers = workers_for(cfg, len(rows))
+        log.info("%s: decoding %d clips at %d Hz with %d process(es), cached for the next run",
+                 rows.src, len(rows), sampling_rate, workers)  # fmt: skip
+        _decode_split(rows, cfg, sampling_rate, needs, target, workers)
+    report = json.loads((target / "report.json").read_text())
+    _report(rows.src, report)
+    return open_cache(target, key)
+
+
+def open_cache(target: Path, fingerprint: str):
+    """The decoded shards of a cache dir as one memory-mapped dataset (no copy)."""
+    import datasets
+
+    parts = [datasets.Dataset.from_file(str(f)) for f in sorted(target.glob("shard-*.arrow"))]
+    ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    ds._fingerprint = fingerprint  # stable across runs: preparation caches are keyed on it
+    return ds.with_format("numpy")
+
+
+def features_for(needs: tuple[str, ...]):
+    import datasets
+
+    text = [k for k in ("text", "raw_text", "label") if k in needs or (k == "raw_text" and "text" in needs)]
+    return datasets.Features({
+        "audio": datasets.List(datasets.Value("float32")),
+        "duration": datasets.Value("float32"),
+        "path": datasets.Value("string"),
+        "speaker": datasets.Value("string"),
+        **{k: datasets.Value("string") for k in text},
+    })  # fmt: skip
+
+
+def write_shard(job: tuple) -> dict:
+    """Decode rows[start:stop] into one Arrow stream file, WRITER_BATCH rows at a time."""
+    import pyarrow as pa
+
+    rows, cfg, sampling_rate, needs, path = job
+    schema = features_for(needs).arrow_schema
+    tally, buffer = Tally(), []
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for example in decode_rows(rows.rows(), cfg, sampling_rate, needs, tally):
+            buffer.append(example)
+            if len(buffer) >= WRITER_BATCH:
+                writer.write_batch(_record_batch(buffer, schema))
+                buffer = []
+        if buffer:
+            writer.write_batch(_record_batch(buffer, schema))
+    return tally.as_dict()
+
+
+def _record_batch(examples: list[dict], schema):
+    """Columns straight from numpy: the audio list column is built from offsets, not Python floats."""
+    import pyarrow as pa
+
+    lengths = np.fromiter((len(e["audio"]) for e in examples), dtype=np.int64, count=len(examples))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    audio = pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate([e["audio"] for e in examples])))
+    columns = {"audio": audio}
+    for name in schema.names[1:]:
+        columns[name] = pa.array([e[name] for e in examples], type=schema.field(name).type)
+    return pa.RecordBatch.from_pydict(columns, schema=schema)
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # N decoding processes on N cores: one thread each
+
+
+def _decode_split(rows: RowSet, cfg: DataConfig, sampling_rate: int, needs, target: Path, workers: int) -> None:
+    n_shards = 1 if workers == 1 else workers * 4  # several shards per worker balance uneven files
+    bounds = np.linspace(0, len(rows), n_shards + 1).astype(int)
+    tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        jobs = [(rows.slice(a, b), cfg, sampling_rate, needs, tmp / f"shard-{i:05d}.arrow")
+                for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]  # fmt: skip
+        tally = Tally()
+        if workers == 1:
+            for job in jobs:
+                tally.add(write_shard(job))
+        else:
+            import multiprocessing
+
+            # spawn, not fork: a forked child of a process that already ran torch's OpenMP pool can hang
+            with multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
+                for report in pool.imap(write_shard, jobs):
+                    tally.add(report)
+        (tmp / "report.json").write_text(json.dumps(tally.as_dict()))
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
+            raise DataError(
+                f"{target.parent}: cannot write the decode cache ({os.strerror(err.errno)}); "
+                "free space there or point SLP_CACHE at a larger disk"
+            ) from None
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        os.replace(tmp, target)  # atomic: a half-written cache is never read
+    except OSError:  # another run finished the same cache first: theirs is identical
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "report.json").is_file():
+            raise
 
 
 def _report(src: str, report: dict) -> None:
@@ -353,30 +338,44 @@ def length_batches(
     """Group clip indices into batches whose padded audio (longest x count) fits `batch_seconds`.
 
     Clips are shuffled, then sorted by length inside windows of ~50 batches, so batches hold similar
-    lengths (little padding) while the order still changes every epoch. Deterministic in (seed,
-    epoch). Each batch size is rounded down to a multiple of `multiple_of` (the process count), so
-    every process gets an equal share of every global batch.
+    lengths (little padding) while the order still changes every epoch; the batches of a window are
+    shuffled among themselves. Deterministic in (seed, epoch). Each batch size is rounded down to a
+    multiple of `multiple_of` (the process count), so every process gets an equal share of every
+    global batch. Streaming (`slp_toolkit.batches`) cuts its windows with the same `bucket`.
     """
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(durations)) if shuffle else np.arange(len(durations))
     mean = float(np.mean(durations)) if len(durations) else 1.0
     window = max(1, int(50 * batch_seconds / max(mean, 1e-3)))
     batches: list[list[int]] = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=lambda i: -durations[i])
-        batch: list[int] = []
-        for i in chunk:
-            longest = durations[batch[0]] if batch else durations[i]
-            if batch and (longest * (len(batch) + 1) > batch_seconds or len(batch) >= max_batch_size):
-                batches.append(batch)
-                batch = []
-            batch.append(int(i))
-        if batch:
+    for w, start in enumerate(range(0, len(order), window)):
+        chunk = order[start : start + window]
+        rng_w = np.random.default_rng([seed, epoch, w]) if shuffle else None
+        batches += bucket(chunk, durations[chunk], batch_seconds, max_batch_size, multiple_of, rng_w)
+    return batches
+
+
+def bucket(ids, durations, batch_seconds: float, max_batch_size: int, multiple_of: int, rng) -> list[list[int]]:
+    """One window: sort by length (longest first, ties by id), cut at the padded-seconds budget, shuffle."""
+    ids = np.asarray(ids)
+    durations = np.asarray(durations, dtype=np.float64)
+    order = np.lexsort((ids, -durations))
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    longest = 0.0
+    for j in order:
+        if batch and (longest * (len(batch) + 1) > batch_seconds or len(batch) >= max_batch_size):
             batches.append(batch)
+            batch = []
+        if not batch:
+            longest = float(durations[j])
+        batch.append(int(ids[j]))
+    if batch:
+        batches.append(batch)
     if multiple_of > 1:
         batches = [b[: len(b) - len(b) % multiple_of] for b in batches]
         batches = [b for b in batches if b]
-    if shuffle:
+    if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
 

@@ -11,17 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from slp_toolkit.batches import examples_at
 from slp_toolkit.config import UserError
 from slp_toolkit.data import length_batches
 from slp_toolkit.tasks import Task
 
 log = logging.getLogger("slp")
-
-
-def examples_at(ds, indices: list[int]) -> list[dict]:
-    """Rows of a (numpy-formatted) dataset as a list of per-example dicts."""
-    cols = ds[list(indices)]
-    return [{k: v[i] for k, v in cols.items()} for i in range(len(indices))]
 
 
 def processor_fingerprint(processor) -> str:
@@ -58,16 +53,29 @@ def usable(ds, task: Task, processor, name: str = "data"):
     return kept
 
 
-def prepare(ds, task: Task, processor):
-    """Run the task's per-example preprocessing once; datasets caches it beside the decoded audio."""
+def prepare(ds, task: Task, processor, num_workers: int = 1):
+    """Run the task's per-example preprocessing once, cached beside the decoded audio.
+
+    Only the new columns are written (bounded record batches); they are joined to the memory-mapped
+    audio column by column, so preparing never copies the audio."""
+    import datasets
+
+    from slp_toolkit.data import WRITER_BATCH, environment_fingerprint
+
     ds = usable(ds, task, processor)
     code = hashlib.sha256(Path(inspect.getfile(task.preprocess)).read_bytes()).hexdigest()[:16]  # edits invalidate
-    fingerprint = hashlib.sha256(f"{ds._fingerprint}|{task.name}|{code}|{processor_fingerprint(processor)}".encode())
-    return ds.map(
+    key = f"{ds._fingerprint}|{task.name}|{code}|{processor_fingerprint(processor)}|{environment_fingerprint()}"
+    procs = num_workers if num_workers > 1 and len(ds) >= 4 * WRITER_BATCH * num_workers else None
+    new = ds.map(
         lambda ex: task.preprocess(ex, processor),
-        new_fingerprint=fingerprint.hexdigest()[:16],
+        remove_columns=ds.column_names,
+        writer_batch_size=WRITER_BATCH,
+        num_proc=procs,
+        new_fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16],
         desc=f"{task.name}: preprocessing",
-    ).with_format("numpy")
+    )
+    kept = ds.remove_columns([c for c in new.column_names if c in ds.column_names])
+    return datasets.concatenate_datasets([kept, new], axis=1).with_format("numpy")
 
 
 def predict_split(task: Task, model, processor, ds, batch_seconds: float, max_batch_size: int = 32) -> list:

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from slp_toolkit.batches import MapBatches, StreamBatches, examples_at, stream_metadata
 from slp_toolkit.config import Recipe, TrainConfig, UserError, save_recipe
-from slp_toolkit.data import length_batches, load_split
-from slp_toolkit.evaluate import evaluate_split, examples_at, prepare, usable, write_metrics
+from slp_toolkit.data import load_split, workers_for
+from slp_toolkit.evaluate import evaluate_split, prepare, usable, write_metrics
 from slp_toolkit.tasks import Task, get_task, model_sampling_rate
 
 log = logging.getLogger("slp")
@@ -36,8 +37,7 @@ class TrainError(UserError):
 @dataclass
 class TrainState:
     step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0
+    position: dict = field(default_factory=dict)  # the main process's data position (see batches.py)
     elapsed: float = 0.0  # seconds of this run, summed over resumes
     audio_seconds: float = 0.0
     best: float | None = None
@@ -62,14 +62,14 @@ def lr_factor(cfg: TrainConfig, progress: float) -> float:
     return 1.0 - rest if cfg.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * rest))
 
 
-def progress_of(cfg: TrainConfig, state: TrainState, epoch_fraction: float) -> float:
+def progress_of(cfg: TrainConfig, state: TrainState, epochs_done: float) -> float:
     parts = [0.0]
     if cfg.max_steps:
         parts.append(state.step / cfg.max_steps)
     if cfg.max_minutes:
         parts.append(state.elapsed / (60 * cfg.max_minutes))
     if cfg.epochs:
-        parts.append((state.epoch + epoch_fraction) / cfg.epochs)
+        parts.append(epochs_done / cfg.epochs)
     return max(parts)
 
 
@@ -103,12 +103,17 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
 
     rate = model_sampling_rate(recipe.model)
     d = recipe.data
-    train_ds = load_split(d.train, d, rate, task.needs, d.max_train_samples)
-    eval_ds = load_split(d.eval, d, rate, task.needs, d.max_eval_samples) if d.eval else None
-    model, processor = task.build(recipe, train_ds)
-    train_ds = prepare(train_ds, task, processor)
-    if eval_ds is not None:
-        eval_ds = usable(eval_ds, task, processor, d.eval)
+    with accelerator.main_process_first():  # the main process writes the caches, the others then read them
+        if d.streaming:
+            train_ds = stream_metadata(recipe, task.needs)
+        else:
+            train_ds = load_split(d.train, d, rate, task.needs, d.max_train_samples)
+        eval_ds = load_split(d.eval, d, rate, task.needs, d.max_eval_samples) if d.eval else None
+        model, processor = task.build(recipe, train_ds)
+        if not d.streaming:
+            train_ds = prepare(train_ds, task, processor, workers_for(d, len(train_ds)))
+        if eval_ds is not None:
+            eval_ds = usable(eval_ds, task, processor, d.eval)
     if recipe.lora is not None:
         from slp_toolkit.lora import apply_lora
 
@@ -127,55 +132,51 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
         log.info("resumed from %s (step %d)", found[-1], state.step)
 
     writer = _tensorboard(out) if main else None
-    durations = np.asarray(train_ds["duration"], dtype=np.float64)
     world, rank = accelerator.num_processes, accelerator.process_index
+    if d.streaming:
+        source = StreamBatches(recipe, rate, task, processor, rank, world)
+    else:
+        source = MapBatches(train_ds, recipe, rank, world)
+    position = _load_position(found[-1], rank, state) if resume else {}
     run = _Run(task, recipe, accelerator, model, optimizer, processor, eval_ds, state, out, writer)
+    run.position = position
     start, losses, nonfinite = time.perf_counter() - state.elapsed, [], 0
     bar = _progress(main, cfg, state)
-    while not run.finished(0.0):
-        batches = length_batches(
-            durations, cfg.batch_seconds, cfg.max_batch_size, cfg.seed, state.epoch, cfg.shuffle, world
-        )
-        if not batches:
-            raise TrainError(f"{d.train}: no batch fits train.batch_seconds={cfg.batch_seconds}")
-        while state.batch_in_epoch < len(batches) and not run.finished(state.batch_in_epoch / len(batches)):
-            idx = batches[state.batch_in_epoch]
-            share = len(idx) // world
-            # augmentation randomness is a function of the position, so a resumed run repeats it exactly
-            rng = np.random.default_rng([cfg.seed, rank, state.epoch, state.batch_in_epoch])
-            examples = [task.augment(e, rng) for e in examples_at(train_ds, idx[rank * share : (rank + 1) * share])]
-            batch = task.collate(examples, processor)
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            state.batch_in_epoch += 1
-            with accelerator.accumulate(model):
-                progress = progress_of(cfg, state, state.batch_in_epoch / len(batches))
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.learning_rate * lr_factor(cfg, progress)
-                loss = task.compute_loss(model, batch)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            loss_value = accelerator.reduce(loss.detach(), "mean").item()
-            nonfinite = nonfinite + 1 if not math.isfinite(loss_value) else 0
-            if nonfinite >= 20:
-                raise TrainError(f"loss is not finite for 20 steps at step {state.step}: lower train.learning_rate")
-            losses.append(loss_value)
-            state.audio_seconds += float(durations[idx].sum())
-            state.elapsed = run.shared_time(time.perf_counter() - start)
-            if not accelerator.sync_gradients:
-                continue
-            state.step += 1
-            if state.step % cfg.log_every == 0 or state.step == 1:
-                run.log_train(losses, optimizer.param_groups[0]["lr"], bar)
-                losses = []
-            if bar is not None:
-                bar.update(1)
-            if run.eval_due():
-                run.evaluate_and_checkpoint()
-        if state.batch_in_epoch >= len(batches):
-            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+    batches = source.run(position)
+    while not run.finished(source.epochs_done(run.position)):
+        batch = next(batches)
+        # augmentation randomness is a function of the position, so a resumed run repeats it exactly
+        rng = np.random.default_rng([cfg.seed, rank, *batch.key])
+        examples = [task.augment(e, rng) for e in batch.examples]
+        inputs = {k: v.to(accelerator.device) for k, v in task.collate(examples, processor).items()}
+        run.position = batch.position
+        with accelerator.accumulate(model):
+            progress = progress_of(cfg, state, source.epochs_done(run.position))
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.learning_rate * lr_factor(cfg, progress)
+            loss = task.compute_loss(model, inputs)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        loss_value = accelerator.reduce(loss.detach(), "mean").item()
+        nonfinite = nonfinite + 1 if not math.isfinite(loss_value) else 0
+        if nonfinite >= 20:
+            raise TrainError(f"loss is not finite for 20 steps at step {state.step}: lower train.learning_rate")
+        losses.append(loss_value)
+        state.audio_seconds += batch.seconds
+        state.elapsed = run.shared_time(time.perf_counter() - start)
+        if not accelerator.sync_gradients:
+            continue
+        state.step += 1
+        if state.step % cfg.log_every == 0 or state.step == 1:
+            run.log_train(losses, optimizer.param_groups[0]["lr"], bar)
+            losses = []
+        if bar is not None:
+            bar.update(1)
+        if run.eval_due():
+            run.evaluate_and_checkpoint()
     if bar is not None:
         bar.close()
     return run.finish()
@@ -203,19 +204,20 @@ class _Run:
         self.last_eval_time = state.elapsed
         self.stop_early = False
         self.last_checkpoint = -1
+        self.position: dict = dict(state.position)
         # every rank must agree on whether finish() evaluates (collectives inside); only rank 0 holds evals
         self.last_eval_step = (
             state.step if any(h.get("step") == state.step and "eval" in h for h in state.history) else -1
         )
         self.metric = self.cfg.metric_for_best or task.main_metric
 
-    def finished(self, epoch_fraction: float) -> bool:
+    def finished(self, epochs_done: float) -> bool:
         c, s = self.cfg, self.state
         if self.stop_early or (c.max_steps and s.step >= c.max_steps):
             return True
         if c.max_minutes and s.elapsed >= 60 * c.max_minutes:
             return True
-        return bool(c.epochs and s.epoch + epoch_fraction >= c.epochs)
+        return bool(c.epochs and epochs_done >= c.epochs)
 
     def shared_time(self, seconds: float) -> float:
         """Every process must agree on elapsed time, or time-based schedules and stops diverge."""
@@ -303,8 +305,11 @@ class _Run:
             tmp.mkdir(parents=True)
         self.acc.wait_for_everyone()
         self.acc.save_state(str(tmp))
+        # each process's own data position: streaming processes read different rows
+        (tmp / f"data-rank{self.acc.process_index}.json").write_text(json.dumps(self.position))
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
+            s.position = self.position
             s.save(tmp / "state.json")
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
@@ -353,6 +358,13 @@ class _Run:
                 self.writer.close()
         self.acc.wait_for_everyone()
         return metrics
+
+
+def _load_position(checkpoint: Path, rank: int, state: TrainState) -> dict:
+    mine = checkpoint / f"data-rank{rank}.json"
+    if mine.is_file():
+        return json.loads(mine.read_text())
+    return dict(state.position)
 
 
 def _tensorboard(out: Path):
