@@ -10,7 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from slp_toolkit.config import ConfigError, UserError, load_recipe, missing_paths, recipe_description
+from slp_toolkit.config import ConfigError, DataConfig, UserError, load_recipe, missing_paths, recipe_description
 
 EXIT_USER_ERROR = 2
 log = logging.getLogger("slp")
@@ -209,6 +209,30 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def _data_cfg(args) -> DataConfig:
+    from slp_toolkit.config import DataConfig
+
+    return DataConfig(text_column=args.text_column, audio_column=args.audio_column, format=args.format,
+                      max_seconds=args.max_seconds, num_workers=args.workers)  # fmt: skip
+
+
+def cmd_inspect(args) -> int:
+    from slp_toolkit.data_report import format_inspect, inspect_split
+
+    png = Path(args.plot or f"{_split_name(args.split)}_durations.png")
+    info = inspect_split(args.split, _data_cfg(args), args.sampling_rate, png)
+    print(json.dumps(info, indent=2, ensure_ascii=False) if args.json else format_inspect(info))
+    return 0
+
+
+def cmd_manifest(args) -> int:
+    from slp_toolkit.data_report import to_manifest
+
+    n = to_manifest(args.split, _data_cfg(args), Path(args.out))
+    print(f"wrote {n} rows to {args.out} (use it as data.train / data.eval)")
+    return 0
+
+
 def cmd_merge(args) -> int:
     from slp_toolkit.lora import merge
 
@@ -389,6 +413,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--overwrite", action="store_true", help="replace a corpus already in OUT")
     p.set_defaults(func=cmd_synth)
+
+    for name, func, text in (
+        ("inspect", cmd_inspect, "rows, hours, durations (PNG), skipped rows, speakers and characters of a split"),
+        ("manifest", cmd_manifest, "write a JSONL manifest from a local split (e.g. a LibriSpeech folder)"),
+    ):
+        p = data.add_parser(name, help=text)
+        p.add_argument(
+            "split",
+            help="audiofolder, manifest, LibriSpeech folder" + (" or hf:NAME@SPLIT" if name == "inspect" else ""),
+        )
+        if name == "manifest":
+            p.add_argument("out", help="the .jsonl file to write")
+        else:
+            p.add_argument("--sampling-rate", type=int, default=16000, help="decode at this rate (the model's)")
+            p.add_argument("--plot", default=None, help="histogram PNG path (default: SPLIT_durations.png)")
+            p.add_argument("--json", action="store_true", help="print the summary as JSON")
+        p.add_argument("--format", choices=["auto", "librispeech"], default="auto")
+        p.add_argument("--text-column", default=None)
+        p.add_argument("--audio-column", default=None)
+        p.add_argument("--max-seconds", type=float, default=20.0, help="longer clips count as filtered")
+        p.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores - 1)")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("merge", help="fold a LoRA adapter into its base -> a plain model dir for pipeline()")
     p.add_argument("adapter", help="adapter dir (output of a recipe with a lora: section)")

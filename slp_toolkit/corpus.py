@@ -435,3 +435,26 @@ per-utterance jitter so that they overlap somewhat (mean +- sd; pitch and range 
 It is learnable, and far easier than real emotional speech: use it to test a pipeline, not a model.
 
 """
+
+
+def librispeech_layout(split_dir: str | os.PathLike, out_dir: str | os.PathLike, speakers_per_chapter: int = 1) -> int:
+    """Copy an audiofolder split into LibriSpeech's on-disk layout (a fixture for the reader real users
+    need): out/SPEAKER/CHAPTER/SPEAKER-CHAPTER-NNNN.flac + SPEAKER-CHAPTER.trans.txt with upper-case
+    transcripts, numeric speaker ids as in LibriSpeech. Returns the number of utterances."""
+    src, out = Path(split_dir), Path(out_dir)
+    with (src / "metadata.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    speakers = {s: str(100 + i) for i, s in enumerate(sorted({r["speaker"] for r in rows}))}
+    lines: dict[Path, list[str]] = {}
+    counts: Counter = Counter()
+    for r in rows:
+        spk = speakers[r["speaker"]]
+        chapter = out / spk / f"{spk}0"
+        chapter.mkdir(parents=True, exist_ok=True)
+        utt = f"{spk}-{spk}0-{counts[spk]:04d}"
+        counts[spk] += 1
+        shutil.copyfile(src / r["file_name"], chapter / f"{utt}.flac")
+        lines.setdefault(chapter / f"{spk}-{spk}0.trans.txt", []).append(f"{utt} {r['transcription'].upper()}")
+    for path, text in lines.items():
+        path.write_text("\n".join(text) + "\n", encoding="utf-8")
+    return len(rows)

@@ -188,7 +188,7 @@ def workers_for(cfg: DataConfig, rows: int) -> int:
 
 
 def load_split(spec: str, cfg: DataConfig, sampling_rate: int, needs: tuple[str, ...] = ("text",),
-               max_samples: int | None = None):  # fmt: skip
+               max_samples: int | None = None, with_report: bool = False):  # fmt: skip
     """Decode a split into a memory-mapped `datasets.Dataset` with columns audio, duration, path, speaker
     and the fields in `needs` (text is normalised when `cfg.normalize_text`; the original is `raw_text`).
 
@@ -205,7 +205,8 @@ def load_split(spec: str, cfg: DataConfig, sampling_rate: int, needs: tuple[str,
         _decode_split(rows, cfg, sampling_rate, needs, target, workers)
     report = json.loads((target / "report.json").read_text())
     _report(rows.src, report)
-    return open_cache(target, key)
+    ds = open_cache(target, key)
+    return (ds, report) if with_report else ds
 
 
 def open_cache(target: Path, fingerprint: str):
@@ -291,21 +292,28 @@ def _decode_split(rows: RowSet, cfg: DataConfig, sampling_rate: int, needs, targ
         (tmp / "report.json").write_text(json.dumps(tally.as_dict()))
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
+        # pyarrow's write errors carry the errno only in their text
+        code = err.errno or next((c for c in _DISK_ERRORS if os.strerror(c) in str(err)), None)
+        if code in _DISK_ERRORS:
             raise DataError(
-                f"{target.parent}: cannot write the decode cache ({os.strerror(err.errno)}); "
+                f"{target.parent}: cannot write the decode cache ({os.strerror(code)}); "
                 "free space there or point SLP_CACHE at a larger disk"
             ) from None
         raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if target.exists() and not (target / "report.json").is_file():
+        shutil.rmtree(target)  # not a finished cache (none of ours is renamed before its report exists)
     try:
         os.replace(tmp, target)  # atomic: a half-written cache is never read
     except OSError:  # another run finished the same cache first: theirs is identical
         shutil.rmtree(tmp, ignore_errors=True)
         if not (target / "report.json").is_file():
             raise
+
+
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS)
 
 
 def _report(src: str, report: dict) -> None:

@@ -48,6 +48,8 @@ def usable(ds, task: Task, processor, name: str = "data"):
         raise UserError(
             f"{name}: none of its {len(ds)} rows can be used by this model (see the task's `keep`: e.g. speakers without an embedding)"
         )
+    if len(kept) == len(ds):
+        return ds  # no indices mapping: later steps can join columns without copying the audio
     if len(kept) < len(ds):
         log.info("%s: %d of %d rows left out (the model cannot use them)", name, len(ds) - len(kept), len(ds))
     return kept
@@ -66,14 +68,20 @@ def prepare(ds, task: Task, processor, num_workers: int = 1):
     code = hashlib.sha256(Path(inspect.getfile(task.preprocess)).read_bytes()).hexdigest()[:16]  # edits invalidate
     key = f"{ds._fingerprint}|{task.name}|{code}|{processor_fingerprint(processor)}|{environment_fingerprint()}"
     procs = num_workers if num_workers > 1 and len(ds) >= 4 * WRITER_BATCH * num_workers else None
-    new = ds.map(
+    # rows left out by `keep` sit behind an indices mapping that a column join would copy through: then
+    # write every column once instead
+    joined = ds._indices is None
+    source = ds.select_columns(list(task.preprocess_reads)) if joined and task.preprocess_reads else ds
+    new = source.map(
         lambda ex: task.preprocess(ex, processor),
-        remove_columns=ds.column_names,
+        remove_columns=source.column_names if joined else None,
         writer_batch_size=WRITER_BATCH,
         num_proc=procs,
         new_fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16],
         desc=f"{task.name}: preprocessing",
     )
+    if not joined:
+        return new.with_format("numpy")
     kept = ds.remove_columns([c for c in new.column_names if c in ds.column_names])
     return datasets.concatenate_datasets([kept, new], axis=1).with_format("numpy")
 

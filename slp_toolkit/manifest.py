@@ -210,6 +210,8 @@ def _with_columns(rows: RowSet, columns: list[str], cfg: DataConfig, needs: tupl
 def local_records(spec: str, cfg: DataConfig) -> tuple[list[tuple[str, dict]], Path | None, str]:
     """[(file:line, record)], the folder relative paths start from, and the source to name in messages."""
     path = Path(spec)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory")
     if cfg.format == "librispeech" or (cfg.format == "auto" and is_librispeech(path)):
         if not path.is_dir():
             raise DataError(f"{path}: a LibriSpeech split is a folder of SPEAKER/CHAPTER/ subfolders")

@@ -91,3 +91,20 @@ def plot_alignment(attention, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_durations(durations, path: Path, title: str) -> None:
+    """Histogram of clip durations (seconds), with the total hours in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    durations = np.asarray(durations, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(durations, bins=min(50, max(5, len(durations) // 20)))
+    ax.set(title=f"{title}: {len(durations)} clips, {durations.sum() / 3600:.2f} h", xlabel="seconds", ylabel="clips")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -167,3 +167,133 @@ def test_synth_corpus_loads_through_the_data_layer(corpus):
     assert set(train["speaker"]).isdisjoint(set(unseen["speaker"]))
     assert all(t == normalize_text(r) for t, r in zip(train["text"], train["raw_text"]))
     assert min(train["duration"]) > 0.2
+
+
+def _metadata(folder, names):
+    _write_csv(
+        folder / "metadata.csv", [{"file_name": n, "text": t} for n, t in zip(names, TEXTS)], ["file_name", "text"]
+    )
+
+
+def _decodes(folder, cfg, rate=16000) -> bool:
+    """Whether loading `folder` decodes (True) or reads a finished cache (False)."""
+    import slp_toolkit.data as data
+
+    calls = []
+    real = data._decode_split
+    data._decode_split = lambda *a, **k: (calls.append(1), real(*a, **k))
+    try:
+        load_split(str(folder), cfg, rate)
+    finally:
+        data._decode_split = real
+    return bool(calls)
+
+
+def test_every_input_of_the_cache_key_invalidates_it(clips, monkeypatch):
+    import importlib.metadata
+
+    import slp_toolkit.data as data
+
+    folder, names = clips
+    _metadata(folder, names)
+    cfg = DataConfig(min_seconds=0.0)
+    assert _decodes(folder, cfg) and not _decodes(folder, cfg)
+    # recipe keys that change the rows
+    assert _decodes(folder, DataConfig(min_seconds=0.0, max_seconds=0.5))
+    assert _decodes(folder, DataConfig(min_seconds=0.0, normalize_text=False))
+    assert _decodes(folder, cfg, rate=8000)
+    assert not _decodes(folder, DataConfig(min_seconds=0.0, num_workers=3))  # how, not what: same cache
+    # the manifest's contents
+    _write_csv(folder / "metadata.csv", [{"file_name": names[0], "text": "other words"}], ["file_name", "text"])
+    assert _decodes(folder, cfg)
+    _metadata(folder, names)
+    assert not _decodes(folder, cfg)
+    # a library version
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda n: "0.0.1" if n == "soundfile" else real(n))
+    data.environment_fingerprint.cache_clear()
+    try:
+        assert _decodes(folder, cfg)
+    finally:
+        monkeypatch.undo()
+        data.environment_fingerprint.cache_clear()
+
+
+def test_preparation_cache_follows_the_task_code(clips, tmp_path):
+    import dataclasses
+    import importlib
+    import sys
+
+    from slp_toolkit.evaluate import prepare
+    from slp_toolkit.tasks import get_task
+
+    folder, names = clips
+    _metadata(folder, names)
+    ds = load_split(str(folder), DataConfig(min_seconds=0.0), 16000)
+    module = tmp_path / "prep_code.py"
+    sys.path.insert(0, str(tmp_path))
+    try:
+        values = []
+        for n in (1, 2):
+            module.write_text(f"def preprocess(example, processor):\n    return {{'feature': {n}}}\n")
+            importlib.invalidate_caches()
+            mod = importlib.reload(sys.modules["prep_code"]) if "prep_code" in sys.modules else importlib.import_module("prep_code")
+            task = dataclasses.replace(get_task("asr_ctc"), preprocess=mod.preprocess)
+            values.append(int(prepare(ds, task, processor=None)["feature"][0]))
+        assert values == [1, 2]
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_parallel_decode_equals_serial_and_counts_bad_rows(clips, caplog, monkeypatch):
+    import slp_toolkit.data as data
+
+    folder, names = clips
+    rows = [{"file_name": n, "text": t} for n, t in zip(names, TEXTS)] * 3 + [{"file_name": "gone.wav", "text": "x"}]
+    _write_csv(folder / "metadata.csv", rows, ["file_name", "text"])
+    monkeypatch.setattr(data, "MIN_ROWS_PER_WORKER", 5)  # this small split would otherwise use one process
+    serial = load_split(str(folder), DataConfig(min_seconds=0.0, num_workers=1), 16000)
+    import shutil
+
+    shutil.rmtree(data.cache_root() / "audio")
+    with caplog.at_level(logging.WARNING, logger="slp"):
+        parallel = load_split(str(folder), DataConfig(min_seconds=0.0, num_workers=2), 16000)
+    assert len(list((data.cache_root() / "audio").glob("*/shard-*.arrow"))) == 8  # 2 workers x 4 shards
+    assert len(parallel) == len(serial) == 30
+    assert list(parallel["path"]) == list(serial["path"])
+    for a, b in zip(parallel["audio"], serial["audio"]):
+        np.testing.assert_array_equal(a, b)
+    assert "skipped 1 of 31 rows (1 missing file); first: " in caplog.text and "metadata.csv:32 (missing file)" in caplog.text
+
+
+def test_half_written_cache_is_never_read(clips):
+    import slp_toolkit.data as data
+
+    folder, names = clips
+    _metadata(folder, names)
+    cfg = DataConfig(min_seconds=0.0)
+    good = load_split(str(folder), cfg, 16000)
+    target = next((data.cache_root() / "audio").glob("*/report.json")).parent
+    (target / "report.json").unlink()  # as if killed before the report: not a finished cache
+    (target / "shard-00000.arrow").write_bytes(b"torn")
+    again = load_split(str(folder), cfg, 16000)
+    np.testing.assert_array_equal(again["audio"][4], good["audio"][4])
+    assert not list(target.parent.glob(".tmp-*"))
+
+
+def test_cache_on_a_full_disk_is_one_line(clips, tmp_path, monkeypatch):
+    import subprocess
+
+    folder, names = clips
+    _metadata(folder, names)
+    small = tmp_path / "small_disk"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        monkeypatch.setenv("SLP_CACHE", str(small))
+        with pytest.raises(DataError, match=r"small_disk/audio: cannot write the decode cache \(No space left on device\)"):
+            load_split(str(folder), DataConfig(min_seconds=0.0), 16000)
+        assert not any((small / "audio").iterdir())  # nothing half-written left behind
+    finally:
+        subprocess.run(["umount", str(small)], check=False)

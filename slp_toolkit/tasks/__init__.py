@@ -52,6 +52,8 @@ class Task:
     keep(example, processor) -> bool                     rows the model can use (None: all of them)
     summarize(prediction) -> JSON-able                   what predictions.jsonl keeps of a prediction
     report(model, processor, predictions, examples, dir, writer, step)   samples and plots of an evaluation
+    preprocess_reads                                     the columns preprocess reads (None: all, audio too);
+                                                         naming them keeps preparation from paging in the audio
     """
 
     name: str
@@ -72,6 +74,7 @@ class Task:
     keep: Callable[[dict, Any], bool] | None = None
     summarize: Callable[[Any], Any] = as_is
     report: Callable[..., None] | None = None
+    preprocess_reads: tuple[str, ...] | None = None
 
 
 TASKS: dict[str, Task] = {}

@@ -176,6 +176,7 @@ TASK = register(
         build=build,
         load=load,
         preprocess=preprocess,
+        preprocess_reads=("text",),
         collate=collate,
         predict=predict,
         metrics=metrics,

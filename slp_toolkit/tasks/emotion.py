@@ -264,6 +264,7 @@ TASK = register(
         build=build,
         load=load,
         preprocess=preprocess,
+        preprocess_reads=("label",),
         collate=collate,
         predict=predict,
         metrics=metrics,
