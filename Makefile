@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 DATA   := data/synth
 RUN    := outputs/ctc_quickstart
 
-.PHONY: setup quickstart test test-slow lint format bench clean system-deps
+.PHONY: setup quickstart test test-slow lint format bench bench-data clean system-deps
 
 setup: system-deps $(STAMP)
 
@@ -56,6 +56,9 @@ format: setup
 
 bench: setup
 	$(BIN)/python benchmarks/train_throughput.py
+
+bench-data: setup
+	$(BIN)/python benchmarks/data_scale.py
 
 clean:
 	rm -rf $(VENV) outputs data/synth

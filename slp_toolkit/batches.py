@@ -21,7 +21,7 @@ from itertools import islice
 import numpy as np
 
 from slp_toolkit.config import Recipe, UserError
-from slp_toolkit.data import Tally, bucket, decode_rows, length_batches
+from slp_toolkit.data import Tally, bucket, column, decode_rows, length_batches
 from slp_toolkit.manifest import RowSet, load_hub, pick, row_set
 
 log = logging.getLogger("slp")
@@ -47,7 +47,7 @@ class MapBatches:
 
     def __init__(self, ds, recipe: Recipe, rank: int, world: int):
         self.ds, self.cfg, self.rank, self.world = ds, recipe.train, rank, world
-        self.durations = np.asarray(ds["duration"], dtype=np.float64)
+        self.durations = np.asarray(column(ds, "duration"), dtype=np.float64)
         self._epoch: tuple[int, list] | None = None
 
     def epoch(self, epoch: int) -> list[list[int]]:

@@ -85,7 +85,7 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     from slp_toolkit.config import DataConfig
-    from slp_toolkit.data import load_split
+    from slp_toolkit.data import column, load_split
     from slp_toolkit.evaluate import evaluate_split, format_table, write_metrics
     from slp_toolkit.tasks import detect_task
 
@@ -126,7 +126,7 @@ def cmd_eval(args) -> int:
 
         task.report(model, processor, predictions[:3], examples_at(ds, [0, 1, 2][: len(ds)]), out / "samples")
     with (out / "predictions.jsonl").open("w") as f:
-        for path, ref, pred in zip(ds["path"], _refs(ds), predictions, strict=True):
+        for path, ref, pred in zip(column(ds, "path"), _refs(ds), predictions, strict=True):
             f.write(json.dumps({"path": str(path), "reference": ref, "prediction": task.summarize(pred)}) + "\n")
     print(format_table(metrics))
     print(f"metrics written to {out / 'metrics.json'}")
@@ -298,9 +298,11 @@ def _rate(processor) -> int:
 
 
 def _refs(ds) -> list[str]:
-    for column in ("raw_text", "text", "label"):
-        if column in ds.column_names:
-            return [str(x) for x in ds[column]]
+    from slp_toolkit.data import column
+
+    for name in ("raw_text", "text", "label"):
+        if name in ds.column_names:
+            return [str(x) for x in column(ds, name)]
     return [""] * len(ds)
 
 

@@ -219,6 +219,12 @@ def open_cache(target: Path, fingerprint: str):
     return ds.with_format("numpy")
 
 
+def column(ds, name: str) -> list:
+    """A whole column as a list, read in one piece from Arrow: `ds[name]` on a formatted dataset
+    formats row by row (seconds for a large split)."""
+    return ds.select_columns([name]).with_format(None)[:][name]
+
+
 def features_for(needs: tuple[str, ...]):
     import datasets
 
@@ -236,8 +242,7 @@ def write_shard(job: tuple) -> dict:
     """Decode rows[start:stop] into one Arrow stream file, WRITER_BATCH rows at a time."""
     import pyarrow as pa
 
-    rows, cfg, sampling_rate, needs, path = job
-    schema = features_for(needs).arrow_schema
+    rows, cfg, sampling_rate, needs, schema, path = job
     tally, buffer = Tally(), []
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         for example in decode_rows(rows.rows(), cfg, sampling_rate, needs, tally):
@@ -264,9 +269,9 @@ def _record_batch(examples: list[dict], schema):
 
 
 def _worker_init() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # N decoding processes on N cores: one thread each
+    # N decoding processes on N cores: one thread each (read by torch when resampling first imports it;
+    # workers import neither torch nor datasets unless they must, to stay small)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def _decode_split(rows: RowSet, cfg: DataConfig, sampling_rate: int, needs, target: Path, workers: int) -> None:
@@ -276,7 +281,8 @@ def _decode_split(rows: RowSet, cfg: DataConfig, sampling_rate: int, needs, targ
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        jobs = [(rows.slice(a, b), cfg, sampling_rate, needs, tmp / f"shard-{i:05d}.arrow")
+        schema = features_for(needs).arrow_schema
+        jobs = [(rows.slice(a, b), cfg, sampling_rate, needs, schema, tmp / f"shard-{i:05d}.arrow")
                 for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]  # fmt: skip
         tally = Tally()
         if workers == 1:

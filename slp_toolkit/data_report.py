@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from slp_toolkit.config import DataConfig
-from slp_toolkit.data import load_split
+from slp_toolkit.data import column, load_split
 from slp_toolkit.manifest import DataError, row_set, write_manifest
 
 
@@ -17,9 +17,9 @@ def inspect_split(spec: str, cfg: DataConfig, sampling_rate: int, png: Path) -> 
     from slp_toolkit.plots import plot_durations
 
     ds, report = load_split(spec, cfg, sampling_rate, ("text",), with_report=True)
-    durations = np.asarray(ds["duration"], dtype=np.float64)
-    texts = [str(t) for t in ds["text"]]
-    speakers = Counter(str(s) for s in ds["speaker"] if str(s))
+    durations = np.asarray(column(ds, "duration"), dtype=np.float64)
+    texts = [str(t) for t in column(ds, "text")]
+    speakers = Counter(str(s) for s in column(ds, "speaker") if str(s))
     chars = Counter("".join(texts))
     png.parent.mkdir(parents=True, exist_ok=True)
     plot_durations(durations, png, Path(spec).name or spec)

@@ -13,7 +13,7 @@ import numpy as np
 
 from slp_toolkit.batches import examples_at
 from slp_toolkit.config import UserError
-from slp_toolkit.data import length_batches
+from slp_toolkit.data import column, length_batches
 from slp_toolkit.tasks import Task
 
 log = logging.getLogger("slp")
@@ -88,7 +88,7 @@ def prepare(ds, task: Task, processor, num_workers: int = 1):
 
 def predict_split(task: Task, model, processor, ds, batch_seconds: float, max_batch_size: int = 32) -> list:
     """Predictions in dataset order, computed in length-sorted batches (little padding)."""
-    durations = np.asarray(ds["duration"], dtype=np.float64)
+    durations = np.asarray(column(ds, "duration"), dtype=np.float64)
     batches = length_batches(durations, batch_seconds, max_batch_size, seed=0, epoch=0, shuffle=False)
     predictions: list = [None] * len(ds)
     model.eval()

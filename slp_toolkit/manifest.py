@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -169,8 +170,11 @@ class RowSet:
         for row in self.rows():
             src = row.source
             if isinstance(src, Path):
-                st = src.stat() if src.is_file() else None
-                h.update(f"{src.resolve()}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}".encode())
+                try:
+                    st = os.stat(src)
+                except OSError:
+                    st = None
+                h.update(f"{os.path.abspath(src)}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}".encode())
             else:
                 h.update(repr(src).encode())
             h.update(repr(sorted(row.fields.items())).encode())

@@ -237,7 +237,11 @@ def test_preparation_cache_follows_the_task_code(clips, tmp_path):
         for n in (1, 2):
             module.write_text(f"def preprocess(example, processor):\n    return {{'feature': {n}}}\n")
             importlib.invalidate_caches()
-            mod = importlib.reload(sys.modules["prep_code"]) if "prep_code" in sys.modules else importlib.import_module("prep_code")
+            mod = (
+                importlib.reload(sys.modules["prep_code"])
+                if "prep_code" in sys.modules
+                else importlib.import_module("prep_code")
+            )
             task = dataclasses.replace(get_task("asr_ctc"), preprocess=mod.preprocess)
             values.append(int(prepare(ds, task, processor=None)["feature"][0]))
         assert values == [1, 2]
@@ -263,7 +267,10 @@ def test_parallel_decode_equals_serial_and_counts_bad_rows(clips, caplog, monkey
     assert list(parallel["path"]) == list(serial["path"])
     for a, b in zip(parallel["audio"], serial["audio"]):
         np.testing.assert_array_equal(a, b)
-    assert "skipped 1 of 31 rows (1 missing file); first: " in caplog.text and "metadata.csv:32 (missing file)" in caplog.text
+    assert (
+        "skipped 1 of 31 rows (1 missing file); first: " in caplog.text
+        and "metadata.csv:32 (missing file)" in caplog.text
+    )
 
 
 def test_half_written_cache_is_never_read(clips):
@@ -292,7 +299,9 @@ def test_cache_on_a_full_disk_is_one_line(clips, tmp_path, monkeypatch):
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
         monkeypatch.setenv("SLP_CACHE", str(small))
-        with pytest.raises(DataError, match=r"small_disk/audio: cannot write the decode cache \(No space left on device\)"):
+        with pytest.raises(
+            DataError, match=r"small_disk/audio: cannot write the decode cache \(No space left on device\)"
+        ):
             load_split(str(folder), DataConfig(min_seconds=0.0), 16000)
         assert not any((small / "audio").iterdir())  # nothing half-written left behind
     finally:

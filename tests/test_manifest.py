@@ -61,6 +61,10 @@ def test_data_manifest_and_inspect_commands(libri, tmp_path, capsys):
     assert main(["data", "inspect", str(out), "--plot", str(png), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["rows"] == info["kept"] == len(records) and info["hours"] > 0
-    assert png.stat().st_size > 1000 and info["speakers"] >= 1 and set(info["characters"]) <= set("abcdefghijklmnopqrstuvwxyz' ")
+    assert (
+        png.stat().st_size > 1000
+        and info["speakers"] >= 1
+        and set(info["characters"]) <= set("abcdefghijklmnopqrstuvwxyz' ")
+    )
     assert main(["data", "inspect", str(tmp_path / "nowhere")]) == 2
     assert "nowhere: no such file or directory" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from slp_toolkit.config import CtcModelConfig, Recipe
+from slp_toolkit.data import column
 from slp_toolkit.metrics import asr_metrics
 from slp_toolkit.tasks import ModelLoadError, Task, load_or_fail, register
 from slp_toolkit.text import ctc_vocab
@@ -39,7 +40,7 @@ def build(recipe: Recipe, train_ds) -> tuple:
     from slp_toolkit import scratch
 
     cfg: CtcModelConfig = recipe.model
-    texts = list(train_ds["text"])
+    texts = column(train_ds, "text")
     if cfg.init == "scratch":
         vocab, _ = ctc_vocab(texts)
         shape = _config_overrides(cfg, 0, 0)

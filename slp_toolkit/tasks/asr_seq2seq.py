@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from slp_toolkit.config import ConfigError, Recipe, Seq2SeqModelConfig
+from slp_toolkit.data import column
 from slp_toolkit.metrics import asr_metrics
 from slp_toolkit.tasks import ModelLoadError, Task, load_or_fail, register
 
@@ -67,7 +68,7 @@ def build(recipe: Recipe, train_ds) -> tuple:
             **_config_overrides(cfg),
         )
     configure_decoding(model, processor, cfg)
-    check_label_lengths(list(train_ds["text"]), processor, model.config.max_target_positions, name)
+    check_label_lengths(column(train_ds, "text"), processor, model.config.max_target_positions, name)
     if cfg.freeze_encoder:
         model.freeze_encoder()
     if cfg.gradient_checkpointing:

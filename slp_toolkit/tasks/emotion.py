@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from slp_toolkit.config import EmotionModelConfig, Recipe, UserError
-from slp_toolkit.data import change_speed
+from slp_toolkit.data import change_speed, column
 from slp_toolkit.metrics import classification_metrics
 from slp_toolkit.tasks import ModelLoadError, Task, load_or_fail, register
 
@@ -87,7 +87,7 @@ def build(recipe: Recipe, train_ds) -> tuple:
     from slp_toolkit import scratch
 
     cfg: EmotionModelConfig = recipe.model
-    seen = [str(x) for x in train_ds["label"]]
+    seen = [str(x) for x in column(train_ds, "label")]
     labels = label_set(cfg.labels, seen, recipe.data.train)
     if cfg.init == "scratch":
         try:

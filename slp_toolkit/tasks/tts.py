@@ -28,6 +28,7 @@ import torch
 
 from slp_toolkit import tts_audio
 from slp_toolkit.config import Recipe, TtsModelConfig
+from slp_toolkit.data import column
 from slp_toolkit.metrics import asr_metrics, mel_cepstral_distortion
 from slp_toolkit.tasks import ModelLoadError, Task, load_or_fail, register
 
@@ -96,7 +97,7 @@ def build(recipe: Recipe, train_ds) -> tuple:
     from slp_toolkit.data import cache_root
 
     cfg: TtsModelConfig = recipe.model
-    texts = list(train_ds["raw_text"])
+    texts = column(train_ds, "raw_text")
     # The loss modules read these at construction, so they go into the config, not onto it afterwards.
     shape = {
         "use_guided_attention_loss": cfg.guided_attention_weight > 0,
@@ -117,7 +118,7 @@ def build(recipe: Recipe, train_ds) -> tuple:
         processor = load_or_fail(SpeechT5Processor.from_pretrained, cfg.name_or_path, "SpeechT5 processor")
         model = load_or_fail(SpeechT5ForTextToSpeech.from_pretrained, cfg.name_or_path, "SpeechT5 TTS model", **shape)
     c = model.config
-    speakers = tts_audio.keep_speakers(list(train_ds["speaker"]), cfg.min_clips_per_speaker)
+    speakers = tts_audio.keep_speakers(column(train_ds, "speaker"), cfg.min_clips_per_speaker)
     dim = c.speaker_embedding_dim
     if cfg.speaker_embedding == "table":
         vectors = tts_audio.table_vectors(speakers, dim)
