@@ -221,7 +221,9 @@ def open_cache(target: Path, fingerprint: str):
 
 def column(ds, name: str) -> list:
     """A whole column as a list, read in one piece from Arrow: `ds[name]` on a formatted dataset
-    formats row by row (seconds for a large split)."""
+    formats row by row (seconds for a large split). A plain dict of lists works too."""
+    if isinstance(ds, dict):
+        return list(ds[name])
     return ds.select_columns([name]).with_format(None)[:][name]
 
 
