@@ -86,7 +86,8 @@ class StreamBatches:
         self.rank, self.world = rank, world
         self.spec = recipe.data.train
         self.tally = Tally()
-        self.rows = None if self.spec.startswith("hf:") else row_set(self.spec, recipe.data, task.needs)
+        d = recipe.data
+        self.rows = None if self.spec.startswith("hf:") else row_set(self.spec, d, task.needs, d.max_train_samples)
 
     def epochs_done(self, position: dict) -> float:
         return 0.0  # a stream has no known length; runs stop on steps or minutes
@@ -145,7 +146,7 @@ class StreamBatches:
             from datasets.distributed import split_dataset_by_node
 
             stream = split_dataset_by_node(stream, rank=self.rank, world_size=self.world)
-        for i, record in enumerate(stream):
+        for i, record in enumerate(islice(stream, self.recipe.data.max_train_samples)):
             yield rows.row(f"{self.spec}:row {i}", record)
 
 
@@ -171,9 +172,9 @@ def stream_metadata(recipe: Recipe, needs: tuple[str, ...]):
     d = recipe.data
     if d.train.startswith("hf:"):
         stream, rows = hub_stream(d.train, d, needs)
-        found = (rows.row("", r) for r in islice(stream, STREAM_METADATA_ROWS))
+        found = (rows.row("", r) for r in islice(stream, min(STREAM_METADATA_ROWS, d.max_train_samples or 10**12)))
     else:
-        found = row_set(d.train, d, needs).rows()
+        found = row_set(d.train, d, needs, d.max_train_samples).rows()
     records = []
     for row in found:
         fields = dict(row.fields)

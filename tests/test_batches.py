@@ -107,3 +107,37 @@ def test_streaming_run_resumes_where_it_stopped(tmp_path, corpus):
     assert losses(cut_dir / "out")[-5:] == pytest.approx(losses(full_dir / "out")[-5:], rel=1e-4)
     position = json.loads((cut_dir / "out" / "checkpoints" / "step-0000030" / "data-rank0.json").read_text())
     assert set(position) == {"epoch", "consumed", "batch"}
+
+
+def test_two_process_streaming_run_saves_each_position(tmp_path, corpus):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    env["ACCELERATE_USE_CPU"] = "1"
+    recipe = _recipe(tmp_path, corpus, True, n=20, max_steps=6, eval_every=6)
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    done = subprocess.run(
+        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+         "no", "--dynamo_backend", "no", "-m", "slp_toolkit", "train", str(recipe)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    step = tmp_path / "out" / "checkpoints" / "step-0000006"
+    positions = [json.loads((step / f"data-rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(p["epoch"] >= 0 and p["batch"] >= 1 for p in positions)
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["step"] == 6
+
+
+def test_processes_stream_disjoint_rows_that_cover_the_split(tmp_path, corpus):
+    recipe = load_recipe(_recipe(tmp_path, corpus, streaming=True, n=20))
+    task = get_task("asr_ctc")
+    from slp_toolkit.batches import stream_metadata
+
+    _, processor = task.build(recipe, stream_metadata(recipe, task.needs))
+    seen = []
+    for rank in (0, 1):
+        source = StreamBatches(recipe, 16000, task, processor, rank, 2)
+        seen.append({str(r.source) for r in source._rows(epoch=0)})
+    assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 20 and abs(len(seen[0]) - len(seen[1])) <= 1
