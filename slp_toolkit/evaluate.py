@@ -14,6 +14,7 @@ import numpy as np
 from slp_toolkit.batches import examples_at
 from slp_toolkit.config import UserError
 from slp_toolkit.data import column, length_batches
+from slp_toolkit.memory import trim
 from slp_toolkit.tasks import Task
 
 log = logging.getLogger("slp")
@@ -95,6 +96,7 @@ def predict_split(task: Task, model, processor, ds, batch_seconds: float, max_ba
     for idx in batches:
         for i, p in zip(idx, task.predict(model, processor, examples_at(ds, idx)), strict=True):
             predictions[i] = p
+        trim()  # batches of every length fragment the heap (see memory.py)
     return predictions
 
 

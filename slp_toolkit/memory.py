@@ -39,3 +39,14 @@ class HeapGuard:
         if force or self.floor is None or pages > self.floor + self.slack:
             self.libc.malloc_trim(0)
             self.floor = self._pages()
+
+
+_GUARD: HeapGuard | None = None
+
+
+def trim(force: bool = False) -> None:
+    """The process-wide guard: call it between batches (training steps, prediction batches)."""
+    global _GUARD
+    if _GUARD is None:
+        _GUARD = HeapGuard()
+    _GUARD(force)

@@ -25,7 +25,7 @@ from slp_toolkit.batches import MapBatches, StreamBatches, examples_at, stream_m
 from slp_toolkit.config import Recipe, TrainConfig, UserError, save_recipe
 from slp_toolkit.data import load_split, workers_for
 from slp_toolkit.evaluate import evaluate_split, prepare, usable, write_metrics
-from slp_toolkit.memory import HeapGuard
+from slp_toolkit.memory import trim
 from slp_toolkit.tasks import Task, get_task, model_sampling_rate
 
 log = logging.getLogger("slp")
@@ -143,7 +143,6 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
     run.position = position
     start, losses, nonfinite = time.perf_counter() - state.elapsed, [], 0
     bar = _progress(main, cfg, state)
-    heap = HeapGuard()
     batches = source.run(position)
     while not run.finished(source.epochs_done(run.position)):
         batch = next(batches)
@@ -169,7 +168,7 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
         losses.append(loss_value)
         state.audio_seconds += batch.seconds
         state.elapsed = run.shared_time(time.perf_counter() - start)
-        heap()
+        trim()
         if not accelerator.sync_gradients:
             continue
         state.step += 1
@@ -179,9 +178,9 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
         if bar is not None:
             bar.update(1)
         if run.eval_due():
-            heap(force=True)  # evaluation allocates on top of what training left: start it from the floor
+            trim(force=True)  # evaluation allocates on top of what training left: start it from the floor
             run.evaluate_and_checkpoint()
-            heap(force=True)
+            trim(force=True)
     if bar is not None:
         bar.close()
     return run.finish()
