@@ -9,10 +9,11 @@ class HeapGuard:
     """Hands freed heap back to the OS when resident memory has grown by `slack_mb` since the last time.
 
     Batches of ever-changing shapes fragment glibc's heap: on the quickstart, resident memory grew by
-    ~1.5 GB a minute (3.9 GB after 2 minutes) while the live data stayed under 1 GB. Measured in 1-minute
-    quickstart runs: no trimming 60.5 audio-s/s and growing without bound; trimming after every step
-    flat at 2.1 GB but 51.8 audio-s/s (freed pages fault back in); on 256 MB of growth 2.5 GB / 50.3;
-    on 512 MB (the default) 2.4-2.65 GB / 53.8-60.1. Not glibc (macOS, musl): does nothing."""
+    ~1.5 GB a minute (3.9 GB after 2 minutes) while the live data stayed under 1 GB. Measured on the
+    quickstart (2 cores, 2026-12-02): the 10-minute run peaks at 2.43 GB with the default 512 MB; 2-minute
+    runs without evaluation train at 54.7 audio-s/s with it and 64.4 without (trimmed pages fault back
+    in), so `train.trim_memory_mb: null` trades memory for ~15 % speed. Not glibc (macOS, musl): does
+    nothing."""
 
     def __init__(self, slack_mb: int = 512):
         import ctypes
@@ -42,11 +43,20 @@ class HeapGuard:
 
 
 _GUARD: HeapGuard | None = None
+_SLACK_MB: int | None = 512
+
+
+def configure(slack_mb: int | None) -> None:
+    """Set the growth that triggers a trim (None: never trim), e.g. from `train.trim_memory_mb`."""
+    global _GUARD, _SLACK_MB
+    _SLACK_MB, _GUARD = slack_mb, None
 
 
 def trim(force: bool = False) -> None:
     """The process-wide guard: call it between batches (training steps, prediction batches)."""
     global _GUARD
+    if _SLACK_MB is None:
+        return
     if _GUARD is None:
-        _GUARD = HeapGuard()
+        _GUARD = HeapGuard(_SLACK_MB)
     _GUARD(force)

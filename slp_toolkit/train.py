@@ -25,6 +25,7 @@ from slp_toolkit.batches import MapBatches, StreamBatches, examples_at, stream_m
 from slp_toolkit.config import Recipe, TrainConfig, UserError, save_recipe
 from slp_toolkit.data import load_split, workers_for
 from slp_toolkit.evaluate import evaluate_split, prepare, usable, write_metrics
+from slp_toolkit.memory import configure as configure_memory
 from slp_toolkit.memory import trim
 from slp_toolkit.tasks import Task, get_task, model_sampling_rate
 
@@ -91,6 +92,7 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
         raise TrainError(f"{out}: already holds checkpoints; pass --resume to continue or pick another output_dir")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    configure_memory(cfg.trim_memory_mb)
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > accelerator.num_processes:
