@@ -35,7 +35,9 @@ def test_trim_memory_key_is_validated(tmp_path):
     from slp_toolkit.config import ConfigError, load_recipe
 
     path = tmp_path / "r.yaml"
-    path.write_text("task: asr_ctc\nmodel: {init: scratch}\ndata: {train: .}\ntrain: {max_steps: 1, trim_memory_mb: 4}\n")
+    path.write_text(
+        "task: asr_ctc\nmodel: {init: scratch}\ndata: {train: .}\ntrain: {max_steps: 1, trim_memory_mb: 4}\n"
+    )
     with pytest.raises(ConfigError, match=r"'train.trim_memory_mb' must be >= 16, got 4"):
         load_recipe(path)
     assert load_recipe(path, ["train.trim_memory_mb=null"]).train.trim_memory_mb is None
