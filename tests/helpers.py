@@ -29,3 +29,14 @@ def kill_and_resume(recipe: Path, out: Path, env: dict, at_step: int = 20) -> No
     assert not (out / "metrics.json").exists()
     done = subprocess.run([*SLP, "train", str(recipe), "--resume"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def train_two_processes(recipe: Path, env: dict) -> None:
+    """`slp train recipe` as one gloo DDP group of 2 CPU processes (`accelerate launch`); must succeed."""
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    done = subprocess.run(
+        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+         "no", "--dynamo_backend", "no", "-m", "slp_toolkit", "train", str(recipe)],
+        capture_output=True, text=True, env={**env, "ACCELERATE_USE_CPU": "1"}, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -7,7 +7,7 @@ import os
 from itertools import islice
 
 import pytest
-from helpers import SLP, kill_and_resume, losses
+from helpers import SLP, kill_and_resume, losses, train_two_processes
 
 from slp_toolkit.batches import MapBatches, StreamBatches
 from slp_toolkit.config import load_recipe
@@ -110,20 +110,11 @@ def test_streaming_run_resumes_where_it_stopped(tmp_path, corpus):
 
 
 def test_two_process_streaming_run_saves_each_position(tmp_path, corpus):
-    import subprocess
-    import sys
-    from pathlib import Path
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     env["ACCELERATE_USE_CPU"] = "1"
     recipe = _recipe(tmp_path, corpus, True, n=20, max_steps=6, eval_every=6)
-    accelerate = str(Path(sys.executable).with_name("accelerate"))
-    done = subprocess.run(
-        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
-         "no", "--dynamo_backend", "no", "-m", "slp_toolkit", "train", str(recipe)],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    train_two_processes(recipe, env)
     step = tmp_path / "out" / "checkpoints" / "step-0000006"
     positions = [json.loads((step / f"data-rank{r}.json").read_text()) for r in (0, 1)]
     assert all(p["epoch"] >= 0 and p["batch"] >= 1 for p in positions)

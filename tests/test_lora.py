@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SLP, kill_and_resume, losses
+from helpers import SLP, kill_and_resume, losses, train_two_processes
 from safetensors.torch import load_file
 
 from slp_toolkit.cli import main
@@ -188,13 +188,7 @@ def test_lora_two_process_ddp_matches_one_process(tmp_path, corpus):
     one = write_recipe(one_dir, corpus, model, lora={"dropout": 0.0}, **settings)
     two = write_recipe(two_dir, corpus, model, lora={"dropout": 0.0}, **settings)
     assert main(["train", str(one)]) == 0
-    accelerate = str(Path(sys.executable).with_name("accelerate"))
-    done = subprocess.run(
-        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
-         "no", "--dynamo_backend", "no", "-m", "slp_toolkit", "train", str(two)],
-        capture_output=True, text=True, env={**ENV, "ACCELERATE_USE_CPU": "1"}, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    train_two_processes(two, ENV)
     # without ACCELERATE_USE_CPU a GPU-less --multi_gpu launch runs two unconnected single processes
     assert (two_dir / "out" / "checkpoints" / "step-0000008" / "random_states_1.pkl").is_file(), "not one DDP group"
     assert losses(two_dir / "out") == pytest.approx(losses(one_dir / "out"), rel=1e-3, abs=1e-4)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import SLP, kill_and_resume, losses
+from helpers import SLP, kill_and_resume, losses, train_two_processes
 
 from slp_toolkit.cli import main
 
@@ -99,13 +99,7 @@ def test_two_process_ddp_matches_one_process(tmp_path, corpus):
     one = write_recipe(one_dir, corpus, **settings)
     two = write_recipe(two_dir, corpus, **settings)
     subprocess.run([*SLP, "train", str(one)], check=True, capture_output=True, env=env)
-    accelerate = str(Path(sys.executable).with_name("accelerate"))
-    done = subprocess.run(
-        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
-         "no", "--dynamo_backend", "no", "-m", "slp_toolkit", "train", str(two)],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    train_two_processes(two, env)
     assert (two_dir / "out" / "checkpoints" / "step-0000008" / "random_states_1.pkl").is_file(), "not one DDP group"
     assert losses(two_dir / "out") == pytest.approx(losses(one_dir / "out"), rel=1e-3, abs=1e-4)
 
