@@ -243,6 +243,16 @@ def cmd_merge(args) -> int:
 
 
 def cmd_tiny(args) -> int:
+    if args.full_size:
+        from slp_toolkit.twins import TWINS, write_twin
+
+        names = list(TWINS) if "all" in args.full_size else args.full_size
+        unknown = [n for n in names if n not in TWINS]
+        if unknown:
+            raise UserError(f"--full-size {unknown[0]}: no twin of it; choose from {', '.join(TWINS)} or all")
+        for name in names:
+            print(f"{name}: {write_twin(name, args.out)}", flush=True)
+        return 0
     from slp_toolkit.scratch import write_tiny_checkpoints
 
     for name, path in write_tiny_checkpoints(args.out).items():
@@ -445,6 +455,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tiny", help="write tiny random-init checkpoints (for tests and offline trials)")
     p.add_argument("out")
+    p.add_argument(
+        "--full-size",
+        action="append",
+        metavar="NAME",
+        help="instead: a full-size twin (published architecture, random weights) of a Hub checkpoint, e.g. "
+        "openai/whisper-small, written to OUT/<basename>; repeatable, or `all`",
+    )
     p.set_defaults(func=cmd_tiny)
 
     from slp_toolkit.demo import add_launch_args  # light: gradio is imported only when serving

@@ -241,6 +241,9 @@ def missing_paths(recipe: Recipe, src: str = "<recipe>", sources: dict[str, str]
     return found
 
 
+_YAML_BOOLS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
+
+
 def recipe_from_dict(raw: dict, src: str = "<recipe>", sources: dict[str, str] | None = None) -> Recipe:
     """Validate a plain dict (as read from YAML) into a Recipe."""
     sources = sources or {}
@@ -313,6 +316,8 @@ def _convert(value: Any, hint: Any, key: str, src: str, sources: dict[str, str])
     if dataclasses.is_dataclass(hint):
         return _convert_section(value, hint, key, src, sources)
     if origin is Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads an unquoted no/off/yes/on as a boolean
+            value = next((a for a in args if str(a).lower() in _YAML_BOOLS[value]), value)
         if value not in args:
             raise ConfigError(
                 f"{where}: {key!r} must be one of {_fmt_choices(args)}, got {value!r}"

@@ -17,11 +17,25 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from slp_toolkit.config import ConfigError, LoraConfig
+from slp_toolkit.storage import save_pretrained
 from slp_toolkit.tasks import ModelLoadError, Task
 
 log = logging.getLogger("slp")
 
 ADAPTER_CONFIG = "adapter_config.json"
+
+
+def checkpoint_trainable_only(accelerator) -> None:
+    """Checkpoints of a LoRA run keep what training changes, not a copy of the frozen base: 28 MB instead
+    of 1 GB per checkpoint for whisper-small at r 32 (resume reloads the base from its own dir)."""
+
+    def drop_frozen(models, weights, _output_dir) -> None:
+        for model, state in zip(models, weights):
+            for name, param in model.named_parameters(remove_duplicate=False):  # tied weights: every name
+                if not param.requires_grad:
+                    state.pop(name, None)
+
+    accelerator.register_save_state_pre_hook(drop_frozen)
 
 
 def apply_lora(model, cfg: LoraConfig, task: Task, base_dir: str | Path | None = None):
@@ -90,7 +104,7 @@ def _base_reference(model, base_dir: str | Path | None) -> str | None:
     if PartialState().is_main_process:  # one writer under DDP; the weights are the same on every rank
         tmp = base_dir.with_name(f".tmp-{base_dir.name}")
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
+        save_pretrained(tmp, model)
         shutil.rmtree(base_dir, ignore_errors=True)
         os.replace(tmp, base_dir)
         log.info("scratch base model saved to %s (the adapter refers to it)", base_dir)
@@ -139,8 +153,7 @@ def merge(adapter_dir: str | Path, out_dir: str | Path) -> dict:
     model, processor = task.load(str(adapter_dir))
     merged = model.merge_and_unload()
     out_dir.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    save_pretrained(out_dir, merged, processor)
     adapter_bytes = _size(adapter_dir, "adapter_model.safetensors")
     merged_bytes = _size(out_dir, "*.safetensors")
     return {

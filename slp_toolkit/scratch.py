@@ -47,6 +47,7 @@ from transformers import (
 )
 from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
 
+from slp_toolkit.storage import save_pretrained
 from slp_toolkit.whisper_vocab import WHISPER_EOT_ID, WHISPER_LANGUAGES, WHISPER_VOCAB_SIZE, whisper_tokenizer_dir
 
 # Shapes only; token ids, vocab sizes and loss settings come from the processor in each builder.
@@ -426,8 +427,6 @@ def write_tiny_checkpoints(out_dir: str | Path, texts: list[str] | None = None) 
         torch.manual_seed(0)
         model, processor = build()
         path = Path(out_dir) / name
-        model.save_pretrained(path)
-        if processor is not None:
-            processor.save_pretrained(path)
+        save_pretrained(path, model, processor)
         paths[name] = path
     return paths

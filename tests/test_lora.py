@@ -53,11 +53,9 @@ def split_checkpoint(out: Path) -> tuple[dict, dict]:
 
 def assert_only_the_adapter_trained(out: Path, base_dir: Path) -> dict:
     base, adapter = split_checkpoint(out)
-    before = load_file(base_dir / "model.safetensors")
-    shared = set(before) & set(base)
-    assert len(shared) >= len(before) - 1, sorted(set(before) - set(base))  # (wav2vec2's unused mask embedding)
-    for key in shared:
-        assert torch.equal(before[key], base[key]), f"base weight {key} changed"
+    # a checkpoint holds what trains; the frozen base stays in base_dir, not copied into every checkpoint
+    assert not base, sorted(base)[:5]
+    assert (base_dir / "model.safetensors").is_file()
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
     assert lora_b and all(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: nonzero means it trained
     # only the adapter is exported: no full model beside it

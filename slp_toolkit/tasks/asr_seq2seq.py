@@ -186,11 +186,14 @@ def predict(model, processor, examples: list[dict]) -> list[str]:
     """Batched `generate` with the saved language/task/beams; clips longer than the window go through
     Whisper's long-form (sequential) decoding, one at a time, as the pipeline does."""
     gen = model.generation_config
-    _DECODED["language"] = gen.language
+    # a Hub checkpoint's own generation config has no language/task: Whisper then detects the language
+    language, task = getattr(gen, "language", None), getattr(gen, "task", None)
+    _DECODED["language"] = language
     _DECODED["spelling"] = getattr(processor.tokenizer, "english_spelling_normalizer", None)
     extractor = processor.feature_extractor
     param = next(model.parameters())
-    kwargs = dict(language=gen.language, task=gen.task, num_beams=gen.num_beams, max_new_tokens=gen.max_new_tokens)
+    kwargs = dict(language=language, task=task, num_beams=gen.num_beams, max_new_tokens=gen.max_new_tokens)
+    kwargs["use_cache"] = True  # off in the config while training with gradient checkpointing
     audio = [np.asarray(e["audio"], dtype=np.float32) for e in examples]
     short = [i for i, a in enumerate(audio) if len(a) <= extractor.n_samples]
     texts: list[str] = [""] * len(audio)

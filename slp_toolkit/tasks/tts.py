@@ -127,7 +127,7 @@ def build(recipe: Recipe, train_ds) -> tuple:
     else:
         vectors = tts_audio.xvector_vectors(train_ds, speakers, cache_root())
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     wrapped = TtsProcessor(processor, vectors, c.reduction_factor, cfg.vocoder, cfg.judge_asr)
     wrapped.max_chars = c.max_text_positions - 2
     return model, wrapped
