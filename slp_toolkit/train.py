@@ -129,7 +129,10 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
         save_recipe(recipe, out / "recipe.yaml")
         processor.save_pretrained(out)
     params = [p for p in model.parameters() if p.requires_grad]
+    total = sum(p.numel() for p in model.parameters())
+    log.info("model: %s parameters, %s trainable", f"{total:,}", f"{sum(p.numel() for p in params):,}")
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    model.train()  # from_pretrained returns eval mode: no dropout, SpecAugment or gradient checkpointing
     model, optimizer = accelerator.prepare(model, optimizer)
     state = TrainState()
     if resume:
@@ -248,7 +251,7 @@ class _Run:
         speed = s.audio_seconds / max(s.elapsed, 1e-9)
         s.history.append({"step": s.step, "loss": loss, "lr": lr, "elapsed": round(s.elapsed, 2)})
         if bar is not None:
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", audio_s_per_s=f"{speed:.0f}")
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", audio_s_per_s=f"{speed:.3g}")
         if self.writer is not None:
             self.writer.add_scalar("train/loss", loss, s.step)
             self.writer.add_scalar("train/lr", lr, s.step)
@@ -360,6 +363,8 @@ class _Run:
             evals = [h for h in s.history if "eval" in h and h["step"] == s.best_step]
             metrics.update(best_step=s.best_step, **(evals[-1]["eval"] if evals else {}))
             metrics["audio_seconds_per_second"] = round(s.audio_seconds / max(s.elapsed, 1e-9), 2)
+            if torch.cuda.is_available():  # this process's peak, what decides the batch that fits
+                metrics["peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
             write_metrics(metrics, self.out / "metrics.json")
             (self.out / "history.json").write_text(json.dumps(s.history))
             from slp_toolkit.plots import plot_history

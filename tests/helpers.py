@@ -40,3 +40,42 @@ def train_two_processes(recipe: Path, env: dict) -> None:
         capture_output=True, text=True, env={**env, "ACCELERATE_USE_CPU": "1"}, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def train_two_nodes(recipe: Path, env: dict, port: int) -> None:
+    """`slp train recipe` as 2 "machines" x 1 process on localhost with recipes/accelerate/multinode.yaml
+    (machine_rank 0 and 1, gloo on CPU); both must succeed."""
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    config = Path(__file__).parent.parent / "recipes" / "accelerate" / "multinode.yaml"
+    nodes = [
+        subprocess.Popen(
+            [
+                accelerate,
+                "launch",
+                "--config_file",
+                str(config),
+                "--machine_rank",
+                str(rank),
+                "--main_process_ip",
+                "127.0.0.1",
+                "--main_process_port",
+                str(port),
+                "--mixed_precision",
+                "no",
+                "--dynamo_backend",
+                "no",
+                "-m",
+                "slp_toolkit",
+                "train",
+                str(recipe),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**env, "ACCELERATE_USE_CPU": "1"},
+        )  # fmt: skip
+        for rank in (0, 1)
+    ]
+    for node in nodes:
+        _, err = node.communicate(timeout=300)
+        assert node.returncode == 0, err[-3000:]

@@ -142,3 +142,10 @@ def test_ls_and_cp(tmp_path, capsys):
 def test_raises_config_error_type(recipe):
     with pytest.raises(ConfigError):
         load_recipe(recipe(), ["train.max_steps=0"])
+
+
+def test_unquoted_yaml_no_and_off_mean_the_enum_words(recipe):
+    """`train.mixed_precision=no` on the command line is YAML 1.1's False; the key's own words win."""
+    assert load_recipe(recipe(), ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    with pytest.raises(ConfigError, match="must be one of 'no', 'fp16', 'bf16', got True"):
+        load_recipe(recipe(), ["train.mixed_precision=yes"])

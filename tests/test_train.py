@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import SLP, kill_and_resume, losses, train_two_processes
+from helpers import SLP, kill_and_resume, losses, train_two_nodes, train_two_processes
 
 from slp_toolkit.cli import main
 
@@ -104,6 +104,25 @@ def test_two_process_ddp_matches_one_process(tmp_path, corpus):
     assert losses(two_dir / "out") == pytest.approx(losses(one_dir / "out"), rel=1e-3, abs=1e-4)
 
 
+@pytest.mark.skipif(not Path(sys.executable).with_name("accelerate").exists(), reason="accelerate CLI missing")
+def test_two_machines_of_one_process_match_one_process(tmp_path, corpus):
+    """recipes/accelerate/multinode.yaml as 2 "machines" (machine_rank 0/1) on localhost over gloo."""
+    import socket
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    one_dir, two_dir = tmp_path / "one", tmp_path / "two"
+    one_dir.mkdir(), two_dir.mkdir()
+    settings = {"max_steps": 6, "eval_every": 6, "batch_seconds": 200, "max_batch_size": 4}
+    one, two = write_recipe(one_dir, corpus, **settings), write_recipe(two_dir, corpus, **settings)
+    subprocess.run([*SLP, "train", str(one)], check=True, capture_output=True, env=env)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    train_two_nodes(two, env, port)
+    assert (two_dir / "out" / "checkpoints" / "step-0000006" / "random_states_1.pkl").is_file(), "not one group"
+    assert losses(two_dir / "out") == pytest.approx(losses(one_dir / "out"), rel=1e-3, abs=1e-4)
+
+
 def test_unjoined_processes_are_refused(tmp_path, corpus):
     """A GPU-less --multi_gpu launch without ACCELERATE_USE_CPU: two lone processes racing on one dir."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "WORLD_SIZE": "2"}
@@ -126,3 +145,18 @@ def test_user_audiofolder_with_only_four_overrides(tmp_path, corpus, tiny_models
     assert (tmp_path / "mine" / "model.safetensors").is_file()
     assert main(["eval", str(tmp_path / "mine"), "--data", str(corpus / "test_unseen")]) == 0
     assert "cer" in capsys.readouterr().out
+
+
+def test_a_pretrained_base_trains_in_train_mode_from_the_first_step(tmp_path, corpus, tiny_models):
+    """from_pretrained returns a model in eval mode; training it so switches off dropout, SpecAugment and
+    gradient checkpointing until the first evaluation. With dropout the first loss must depend on it."""
+    first = {}
+    for dropout in (0.0, 0.5):
+        out = tmp_path / f"d{dropout}"
+        overrides = [f"data.train={corpus / 'train'}", f"data.eval={corpus / 'validation'}", f"output_dir={out}",
+                     f"model.name_or_path={tiny_models['wav2vec2-ctc']}", "model.mask_time_prob=0", "train.max_steps=1",
+                     "train.eval_every=1", "train.log_every=1", "data.max_train_samples=8", "data.max_eval_samples=2",
+                     f"model.dropout={dropout}"]  # fmt: skip
+        assert main(["train", "recipes/asr/wav2vec2_base_ctc.yaml", *overrides]) == 0
+        first[dropout] = losses(out)[0]
+    assert first[0.0] != pytest.approx(first[0.5], rel=1e-4), first
