@@ -1,7 +1,7 @@
 """GPU check: full-size whisper-small LoRA and wav2vec2-base CTC, bf16 on CUDA, our loop vs the Trainer.
 
     bash benchmarks/gpu_check.sh            # on the GPU machine (prepare here first: --prepare)
-    python benchmarks/gpu_check.py --device cpu --steps 3 --whisper openai/whisper-tiny   # smoke test
+    python benchmarks/gpu_check.py --device cpu --steps 3 --scale 0.1 --whisper openai/whisper-tiny  # smoke
 
 Each recipe (`asr/whisper_small_lora.yaml`, `asr/wav2vec2_base_ctc.yaml`) runs through `slp train` on its
 full-size twin for --steps steps with `train.mixed_precision=bf16`; the peer is the script the
@@ -32,6 +32,7 @@ JOBS = {  # name -> recipe, twin, batch audio seconds (whisper: each clip is pad
 
 def ours(job: str, twin: Path, spec: dict) -> dict:
     recipe, _, batch_seconds = JOBS[job]
+    batch_seconds *= spec["scale"]
     out = Path(spec["work"]) / f"ours-{job}"
     corpus = Path(spec["corpus"])
     cmd = [sys.executable, "-m", "slp_toolkit", "train", str(ROOT / "recipes" / recipe), f"model.name_or_path={twin}",
@@ -88,6 +89,7 @@ def peer(job: str, twin: Path, spec: dict) -> dict:
     from transformers import TrainerCallback
 
     recipe_file, _, batch_seconds = JOBS[job]
+    batch_seconds *= spec["scale"]
     import yaml
 
     recipe = yaml.safe_load((ROOT / "recipes" / recipe_file).read_text())
@@ -221,11 +223,13 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("/tmp/slp_gpu_check"))
     p.add_argument("--whisper", default="openai/whisper-small", help="twin for the LoRA job (tiny for smoke tests)")
     p.add_argument("--out", type=Path, default=None, help="JSON result (default WORK/gpu_check.json)")
+    p.add_argument("--jobs", nargs="+", choices=list(JOBS), default=list(JOBS))
+    p.add_argument("--scale", type=float, default=1.0, help="batch audio seconds x this (0.1 for a CPU smoke test)")
     p.add_argument("--peer", choices=list(JOBS), help=argparse.SUPPRESS)
     p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     spec = {"steps": args.steps, "device": args.device, "precision": args.precision, "corpus": str(args.corpus),
-            "work": str(args.work)}  # fmt: skip
+            "work": str(args.work), "scale": args.scale}  # fmt: skip
     SPEC.update(spec)
     from slp_toolkit.twins import write_twin
 
@@ -235,7 +239,7 @@ def main() -> None:
         args.result.write_text(json.dumps(peer(args.peer, twins[args.peer], spec)))
         return
     rows = []
-    for job in JOBS:
+    for job in args.jobs:
         rows.append(ours(job, twins[job], spec))
         print(json.dumps(rows[-1]), flush=True)
         result = args.work / f"peer-{job}.json"

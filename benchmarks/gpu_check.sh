@@ -4,7 +4,8 @@
 # (or /tmp). Under 8 minutes on one H100/H200-class GPU.
 #
 #   bash benchmarks/gpu_check.sh --prepare   # here, with pip: corpus, Whisper vocab and missing wheels -> .gpu_carry
-#   bash benchmarks/gpu_check.sh             # on the GPU machine (its image has torch, accelerate, pyarrow, ...)
+#   bash benchmarks/gpu_check.sh             # on the GPU machine (its image has torch, accelerate, pyarrow, ...);
+#                                            # through the device tool: run(command=..., carry=[".gpu_carry"])
 #
 # The GPU machine has no network: --prepare writes everything it lacks into .gpu_carry/ (git-ignored), which
 # must travel with the tree. It installs nothing else: the image's torch (CUDA) is used as it is.
@@ -15,7 +16,7 @@ CARRY=.gpu_carry
 if [ "${1:-}" = "--prepare" ]; then
   PY=${PYTHON:-.venv/bin/python}
   mkdir -p "$CARRY/cache" "$CARRY/whl"
-  [ -f "$CARRY/synth/test/metadata.csv" ] || "$PY" -m slp_toolkit data synth "$CARRY/synth" --n 800 --seed 0
+  [ -f "$CARRY/synth/test/metadata.csv" ] || "$PY" -m slp_toolkit data synth "$CARRY/synth" --n 400 --seed 0
   # the converted multilingual Whisper tokenizer (made from openai-whisper's tiktoken file, a dev extra)
   XDG_CACHE_HOME="$PWD/$CARRY/cache" "$PY" -c "from slp_toolkit.whisper_vocab import whisper_tokenizer_dir as d; print(d())"
   # pinned versions of what the GPU image lacks or holds at another version (pyproject.toml); pure Python

@@ -96,12 +96,13 @@ def _convert_tiktoken(path: Path) -> tuple[dict[str, int], list[tuple[str, str]]
 def whisper_tokenizer_dir() -> Path:
     """The converted multilingual Whisper tokenizer, built on first use and cached (~1 s, ~4 MB) per
     transformers version, whose tokenizer files older versions may not read."""
-    out = cache_dir() / f"whisper_tokenizer-transformers{transformers.__version__}"
+    out = cache_dir() / f"whisper_tokenizer-2-transformers{transformers.__version__}"  # 2: pad token set
     if (out / "tokenizer.json").is_file():
         return out
     vocab, merges = _convert_tiktoken(_tiktoken_file())
     vocab["<|endoftext|>"] = len(vocab)
-    tokenizer = WhisperTokenizer(vocab=vocab, merges=merges)
+    # pad = <|endoftext|> as on the Hub, so DataCollatorSpeechSeq2SeqWithPadding-style `tokenizer.pad` works
+    tokenizer = WhisperTokenizer(vocab=vocab, merges=merges, pad_token="<|endoftext|>")
     specials = [AddedToken(t, special=True, normalized=False) for t in _WHISPER_SPECIALS]
     tokenizer.add_special_tokens({"extra_special_tokens": specials})
     # Not special: the tokenizer takes ids above its last special id (<|notimestamps|>) as timestamps.

@@ -76,7 +76,8 @@ def test_twin_dirs_load_offline_like_the_hub_checkpoints(twins):
     gen = GenerationConfig.from_pretrained(whisper)
     assert gen.suppress_tokens == WHISPER_SUPPRESS and gen.lang_to_id["<|en|>"] == 50259
     assert gen.task_to_id == {"transcribe": 50359, "translate": 50358} and gen.no_timestamps_token_id == 50363
-    assert WhisperProcessor.from_pretrained(whisper).feature_extractor.chunk_length == 30
+    processor = WhisperProcessor.from_pretrained(whisper)
+    assert processor.feature_extractor.chunk_length == 30 and processor.tokenizer.pad_token == "<|endoftext|>"
     for path in twins.values():  # weights readable by others (safetensors alone writes them 0600)
         assert os.stat(path / "model.safetensors").st_mode & stat.S_IROTH
         assert json.loads((path / "twin.json").read_text())["twin_of"] in TWINS
