@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 DATA   := data/synth
 RUN    := outputs/ctc_quickstart
 
-.PHONY: setup quickstart test test-slow lint format bench bench-data clean system-deps
+.PHONY: setup quickstart test test-slow lint format bench bench-data bench-full clean system-deps
 
 setup: system-deps $(STAMP)
 
@@ -59,6 +59,10 @@ bench: setup
 
 bench-data: setup
 	$(BIN)/python benchmarks/data_scale.py
+
+# every Hub recipe on its full-size twin (~25 min on 2 cores, ~20 GB RAM at peak)
+bench-full: setup
+	$(BIN)/python benchmarks/full_size.py
 
 clean:
 	rm -rf $(VENV) outputs data/synth

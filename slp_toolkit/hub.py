@@ -167,6 +167,9 @@ def _base_model(run: Run) -> str | None:
 
 def _origin(run: Run) -> str:
     base, m = _base_model(run), run.recipe.model if run.recipe else None
+    twin = _twin_of(run.adapter_base if run.is_adapter else m.name_or_path if m else None)
+    if twin:
+        return f"Trained on a full-size twin of {twin} (random weights, `slp tiny --full-size`): a test model only."
     if run.is_adapter:
         where = f"[{base}](https://huggingface.co/{base})" if base else f"a local base model (`{run.adapter_base}`)"
         note = "" if base else " Push that base to the Hub and point `adapter_config.json` at it before using this."
@@ -176,6 +179,14 @@ def _origin(run: Run) -> str:
     if m and m.init == "scratch":
         return f"Trained from scratch (preset `{m.preset}`)."
     return "Fine-tuned from a local checkpoint." if m else "Trained with slp_toolkit."
+
+
+def _twin_of(base: str | None) -> str | None:
+    """The Hub checkpoint a local base dir is a random-weight twin of (its twin.json), if it is one."""
+    marker = Path(base) / "twin.json" if base else None
+    if marker is None or not marker.is_file():
+        return None
+    return json.loads(marker.read_text()).get("twin_of")
 
 
 def _usage(run: Run, repo_id: str) -> str:
