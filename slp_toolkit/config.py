@@ -174,12 +174,34 @@ class LoraConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """On-the-fly waveform augmentation of training clips, for tasks that take audio in (TTS targets stay
+    clean). Each transform fires with its own probability; every draw is a function of (train.seed, rank,
+    batch position), so a resumed run repeats it exactly. See slp_toolkit/augment.py."""
+
+    speed_prob: float = field(default=0.0, metadata=_check(min=0.0, max=1.0))
+    speeds: list[float] = field(default_factory=lambda: [0.9, 1.1])  # one picked at random (transcript kept)
+    reverb_prob: float = field(default=0.0, metadata=_check(min=0.0, max=1.0))
+    rir_dir: str | None = None  # a folder of impulse responses; None: generated rooms
+    noise_prob: float = field(default=0.0, metadata=_check(min=0.0, max=1.0))
+    # white, pink, brown (generated), babble (other clips of the batch), dir (a file from noise_dir)
+    noise_types: list[str] = field(default_factory=lambda: ["white", "pink", "brown", "babble"])
+    noise_dir: str | None = None  # a folder of noise recordings, e.g. MUSAN noise/
+    snr_db: list[float] = field(default_factory=lambda: [5.0, 30.0])  # [low, high], uniform
+    telephone_prob: float = field(default=0.0, metadata=_check(min=0.0, max=1.0))  # 300-3,400 Hz, 8 kHz
+    gain_prob: float = field(default=0.0, metadata=_check(min=0.0, max=1.0))
+    gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
+    clip_prob: float = field(default=0.0, metadata=_check(min=0.0, max=1.0))  # hard clipping at 30-80 % of peak
+
+
+@dataclass(frozen=True)
 class Recipe:
     task: str
     model: ModelConfig
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     lora: LoraConfig | None = None
+    augment: AugmentConfig | None = None
     output_dir: str = "outputs/run"
 
 
@@ -234,6 +256,10 @@ def missing_paths(recipe: Recipe, src: str = "<recipe>", sources: dict[str, str]
     if getattr(m, "speaker_embedding", None) == "file" and not m.speaker_embedding_dir:
         found.append(f"{_src_for('model.speaker_embedding_dir', src, sources)}: 'model.speaker_embedding: file' "
                      "needs 'model.speaker_embedding_dir' (a folder of <speaker>.npy)")  # fmt: skip
+    for key in ("rir_dir", "noise_dir"):
+        value = getattr(recipe.augment, key, None) if recipe.augment else None
+        if value is not None and not Path(value).is_dir():
+            found.append(f"{_src_for('augment.' + key, src, sources)}: 'augment.{key}' is not a folder: {value}")
     for key in ("train", "eval"):
         spec = getattr(d, key)
         if spec and not spec.startswith("hf:") and not Path(spec).exists():
@@ -294,6 +320,25 @@ def _validate_semantics(recipe: Recipe, src: str, sources: dict[str, str]) -> No
         fail("data.streaming", "'data.streaming: true' has no epoch length: set train.max_steps or train.max_minutes")
     if d.streaming and t.epochs is not None:
         fail("train.epochs", "'train.epochs' does not apply with data.streaming (no epoch length); use train.max_steps")
+    if recipe.augment is not None:
+        _validate_augment(recipe.augment, fail)
+
+
+NOISE_TYPES = ("white", "pink", "brown", "babble", "dir")
+
+
+def _validate_augment(a: AugmentConfig, fail) -> None:
+    for key in ("snr_db", "gain_db"):
+        pair = getattr(a, key)
+        if len(pair) != 2 or pair[0] > pair[1]:
+            fail(f"augment.{key}", f"'augment.{key}' must be [low, high], got {pair}")
+    if not a.speeds or any(not 0.5 <= v <= 2.0 for v in a.speeds):
+        fail("augment.speeds", f"'augment.speeds' must be factors in [0.5, 2.0], got {a.speeds}")
+    unknown = [n for n in a.noise_types if n not in NOISE_TYPES]
+    if unknown or not a.noise_types:
+        fail("augment.noise_types", f"'augment.noise_types' takes {_fmt_choices(NOISE_TYPES)}, got {a.noise_types}")
+    if "dir" in a.noise_types and a.noise_dir is None:
+        fail("augment.noise_dir", "'augment.noise_types' has dir: set augment.noise_dir to a folder of audio files")
 
 
 def _looks_local(name: str | None) -> bool:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from slp_toolkit.augment import augmenter_for
 from slp_toolkit.batches import MapBatches, StreamBatches, examples_at, stream_metadata
 from slp_toolkit.config import Recipe, TrainConfig, UserError, save_recipe
 from slp_toolkit.data import load_split, workers_for
@@ -107,6 +108,7 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
     main = accelerator.is_main_process
 
     rate = model_sampling_rate(recipe.model)
+    augment = augmenter_for(recipe.augment, rate, task.audio_is_input)  # a bad noise folder fails here, early
     d = recipe.data
     with accelerator.main_process_first():  # the main process writes the caches, the others then read them
         if d.streaming:
@@ -156,7 +158,8 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
         batch = next(batches)
         # augmentation randomness is a function of the position, so a resumed run repeats it exactly
         rng = np.random.default_rng([cfg.seed, rank, *batch.key])
-        examples = [task.augment(e, rng) for e in batch.examples]
+        examples = augment(batch.examples, rng) if augment else batch.examples
+        examples = [task.augment(e, rng) for e in examples]
         inputs = {k: v.to(accelerator.device) for k, v in task.collate(examples, processor).items()}
         run.position = batch.position
         with accelerator.accumulate(model):

@@ -54,6 +54,8 @@ class Task:
     report(model, processor, predictions, examples, dir, writer, step)   samples and plots of an evaluation
     preprocess_reads                                     the columns preprocess reads (None: all, audio too);
                                                          naming them keeps preparation from paging in the audio
+    audio_is_input                                       False where the audio is the target (TTS): the
+                                                         recipe's augment: section leaves it alone
     """
 
     name: str
@@ -75,6 +77,7 @@ class Task:
     summarize: Callable[[Any], Any] = as_is
     report: Callable[..., None] | None = None
     preprocess_reads: tuple[str, ...] | None = None
+    audio_is_input: bool = True
 
 
 TASKS: dict[str, Task] = {}

@@ -332,6 +332,7 @@ TASK = register(
         greater_is_better=False,
         pipeline_tag="text-to-speech",
         lora_targets=("q_proj", "v_proj"),
+        audio_is_input=False,
         keep=keep,
         summarize=summarize,
         report=report,
