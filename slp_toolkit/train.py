@@ -187,7 +187,7 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
             run.log_train(losses, optimizer.param_groups[0]["lr"], bar)
             losses = []
         if bar is not None:
-            bar.update(1)
+            _advance(bar, state)
         if run.eval_due():
             trim(force=True)  # evaluation allocates on top of what training left: start it from the floor
             run.evaluate_and_checkpoint()
@@ -254,7 +254,7 @@ class _Run:
         speed = s.audio_seconds / max(s.elapsed, 1e-9)
         s.history.append({"step": s.step, "loss": loss, "lr": lr, "elapsed": round(s.elapsed, 2)})
         if bar is not None:
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", audio_s_per_s=f"{speed:.3g}")
+            bar.set_postfix(step=s.step, loss=f"{loss:.3f}", lr=f"{lr:.2e}", audio_s_per_s=f"{speed:.3g}")
         if self.writer is not None:
             self.writer.add_scalar("train/loss", loss, s.step)
             self.writer.add_scalar("train/lr", lr, s.step)
@@ -413,4 +413,16 @@ def _progress(main: bool, cfg: TrainConfig, state: TrainState):
         return None
     from tqdm.auto import tqdm
 
+    if cfg.max_steps is None and cfg.max_minutes:  # a time budget: elapsed / budget seconds, with an ETA
+        bar = tqdm(total=round(60 * cfg.max_minutes), initial=round(state.elapsed), desc="train", unit="s",
+                   dynamic_ncols=True)  # fmt: skip
+        bar.by_time = True
+        return bar
     return tqdm(total=cfg.max_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True)
+
+
+def _advance(bar, state: TrainState) -> None:
+    if getattr(bar, "by_time", False):
+        bar.update(max(0, min(round(state.elapsed), bar.total) - bar.n))
+    else:
+        bar.update(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -160,3 +161,11 @@ def test_a_pretrained_base_trains_in_train_mode_from_the_first_step(tmp_path, co
         assert main(["train", "recipes/asr/wav2vec2_base_ctc.yaml", *overrides]) == 0
         first[dropout] = losses(out)[0]
     assert first[0.0] != pytest.approx(first[0.5], rel=1e-4), first
+
+
+def test_a_time_budget_shows_elapsed_over_budget(tmp_path, corpus, capsys):
+    """train.max_minutes without max_steps: the bar counts seconds of the budget (so it has an ETA)."""
+    recipe = write_recipe(tmp_path, corpus, max_steps=None, max_minutes=0.05, eval_every=10_000)
+    assert main(["train", str(recipe)]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"train: +\d+%.*\| *3/3 \[", err), err[-500:]
