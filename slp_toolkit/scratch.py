@@ -201,6 +201,18 @@ def _preset(presets: dict[str, dict], name: str, overrides: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- CTC
+def wav2vec2_extractor(sampling_rate: int = 16000, return_attention_mask: bool = True) -> Wav2Vec2FeatureExtractor:
+    """Raw-waveform input, normalised per clip. Group-norm models (wav2vec2-base) are fed zero-padded
+    audio without a mask, as their Hub extractor says (return_attention_mask=False)."""
+    return Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=sampling_rate,
+        padding_value=0.0,
+        do_normalize=True,
+        return_attention_mask=return_attention_mask,
+    )
+
+
 def ctc_processor(vocab: list[str], sampling_rate: int = 16000) -> Wav2Vec2Processor:
     """Character CTC processor. ``vocab`` holds single characters; a space may be given as " " or "|"
     (it is mapped to the word delimiter "|", which is always present). Ids: [PAD]=0 (the CTC blank),
@@ -221,13 +233,7 @@ def ctc_processor(vocab: list[str], sampling_rate: int = 16000) -> Wav2Vec2Proce
             bos_token=None,
             eos_token=None,
         )
-    extractor = Wav2Vec2FeatureExtractor(
-        feature_size=1,
-        sampling_rate=sampling_rate,
-        padding_value=0.0,
-        do_normalize=True,
-        return_attention_mask=True,
-    )
+    extractor = wav2vec2_extractor(sampling_rate)
     return Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer)
 
 
@@ -272,18 +278,42 @@ def _whisper_config(preset: str, overrides: dict, **extra) -> tuple[WhisperConfi
     kwargs = _preset(WHISPER_PRESETS, preset, overrides)
     if kwargs["max_source_positions"] % 50:
         raise ValueError("max_source_positions must be a multiple of 50 (the encoder's frames per second)")
-    eot = WHISPER_EOT_ID
-    config = WhisperConfig(
-        vocab_size=WHISPER_VOCAB_SIZE,
-        pad_token_id=eot,
+    config = WhisperConfig(**WHISPER_TOKEN_SETTINGS, **kwargs, **extra)
+    return config, kwargs["max_source_positions"] // 50
+
+
+# The ids every multilingual Whisper checkpoint (tiny..large-v2) uses; 220 = " ": no leading blank.
+WHISPER_TOKEN_SETTINGS = dict(
+    vocab_size=WHISPER_VOCAB_SIZE,
+    pad_token_id=WHISPER_EOT_ID,
+    bos_token_id=WHISPER_EOT_ID,
+    eos_token_id=WHISPER_EOT_ID,
+    decoder_start_token_id=WHISPER_EOT_ID + 1,
+    begin_suppress_tokens=[220, WHISPER_EOT_ID],
+)
+
+
+def whisper_generation_config(processor: WhisperProcessor, max_length: int, **extra) -> GenerationConfig:
+    """What `generate()` and the pipeline read for a multilingual Whisper: language and task ids,
+    timestamp and previous-text tokens. A fresh config: one derived from the model config is saved with
+    _from_model_config=true, and from_pretrained then drops every Whisper field (lang_to_id, ...) on load."""
+    ids = processor.tokenizer.convert_tokens_to_ids
+    eot = ids("<|endoftext|>")
+    return GenerationConfig(
+        decoder_start_token_id=ids("<|startoftranscript|>"),
         bos_token_id=eot,
         eos_token_id=eot,
-        decoder_start_token_id=eot + 1,
-        begin_suppress_tokens=[220, eot],  # 220 = " ": no leading blank
-        **kwargs,
+        pad_token_id=eot,
+        max_length=max_length,
+        begin_suppress_tokens=[220, eot],
+        is_multilingual=True,
+        lang_to_id={f"<|{code}|>": ids(f"<|{code}|>") for code in WHISPER_LANGUAGES},
+        task_to_id={name: ids(f"<|{name}|>") for name in ("transcribe", "translate")},
+        no_timestamps_token_id=ids("<|notimestamps|>"),
+        prev_sot_token_id=ids("<|startofprev|>"),
+        max_initial_timestamp_index=50,
         **extra,
     )
-    return config, kwargs["max_source_positions"] // 50
 
 
 def build_whisper(
@@ -294,25 +324,8 @@ def build_whisper(
     config, chunk_length = _whisper_config(preset, overrides)
     processor = whisper_processor(language, task, chunk_length, config.num_mel_bins)
     model = WhisperForConditionalGeneration(config)
-    ids = processor.tokenizer.convert_tokens_to_ids
-    eot = ids("<|endoftext|>")
-    # A fresh config: one derived from the model config is saved with _from_model_config=true, and
-    # from_pretrained then drops every Whisper field (lang_to_id, task_to_id, ...) on load.
-    model.generation_config = GenerationConfig(
-        decoder_start_token_id=ids("<|startoftranscript|>"),
-        bos_token_id=eot,
-        eos_token_id=eot,
-        pad_token_id=eot,
-        max_length=config.max_target_positions,
-        begin_suppress_tokens=list(config.begin_suppress_tokens),
-        is_multilingual=True,
-        lang_to_id={f"<|{code}|>": ids(f"<|{code}|>") for code in WHISPER_LANGUAGES},
-        task_to_id={name: ids(f"<|{name}|>") for name in ("transcribe", "translate")},
-        no_timestamps_token_id=ids("<|notimestamps|>"),
-        prev_sot_token_id=ids("<|startofprev|>"),
-        max_initial_timestamp_index=50,
-        language=_language_code(language),
-        task=task,
+    model.generation_config = whisper_generation_config(
+        processor, config.max_target_positions, language=_language_code(language), task=task
     )
     return model, processor
 
@@ -398,13 +411,7 @@ def build_audio_classifier(
         raise ValueError(f"unknown family {family!r}; expected one of {[*_ENCODERS, 'whisper']}")
     config_class, model_class = _ENCODERS[family]
     config = config_class(**label_kwargs, **_preset(CTC_PRESETS, preset, overrides))
-    extractor = Wav2Vec2FeatureExtractor(
-        feature_size=1,
-        sampling_rate=sampling_rate,
-        padding_value=0.0,
-        do_normalize=True,
-        return_attention_mask=True,
-    )
+    extractor = wav2vec2_extractor(sampling_rate)
     return model_class(config), extractor
 
 

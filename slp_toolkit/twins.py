@@ -79,26 +79,18 @@ WHISPER_SUPPRESS = [
 SPEECHT5_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,?!'-:;\"()é"
 
 
-def _feature_extractor(return_attention_mask: bool):
-    from transformers import Wav2Vec2FeatureExtractor
-
-    return Wav2Vec2FeatureExtractor(
-        feature_size=1,
-        sampling_rate=16000,
-        padding_value=0.0,
-        do_normalize=True,
-        return_attention_mask=return_attention_mask,
-    )
-
-
 def wav2vec2_base() -> tuple:
     from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
 
-    return Wav2Vec2ForPreTraining(Wav2Vec2Config(**W2V_BASE)), _feature_extractor(False)
+    from slp_toolkit.scratch import wav2vec2_extractor
+
+    return Wav2Vec2ForPreTraining(Wav2Vec2Config(**W2V_BASE)), wav2vec2_extractor(return_attention_mask=False)
 
 
 def wav2vec2_base_960h() -> tuple:
     from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2ForCTC, Wav2Vec2Processor
+
+    from slp_toolkit.scratch import wav2vec2_extractor
 
     with tempfile.TemporaryDirectory() as tmp:
         vocab = Path(tmp) / "vocab.json"
@@ -107,20 +99,20 @@ def wav2vec2_base_960h() -> tuple:
             str(vocab), unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>", do_lower_case=False
         )
     config = Wav2Vec2Config(**{**W2V_BASE, "layerdrop": 0.1}, ctc_loss_reduction="sum", pad_token_id=0)
-    processor = Wav2Vec2Processor(feature_extractor=_feature_extractor(False), tokenizer=tokenizer)
+    processor = Wav2Vec2Processor(
+        feature_extractor=wav2vec2_extractor(return_attention_mask=False), tokenizer=tokenizer
+    )
     return Wav2Vec2ForCTC(config), processor
 
 
 def whisper(size: str) -> tuple:
-    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-    from slp_toolkit.scratch import whisper_processor
-    from slp_toolkit.whisper_vocab import WHISPER_EOT_ID, WHISPER_LANGUAGES, WHISPER_VOCAB_SIZE
+    from slp_toolkit.scratch import WHISPER_TOKEN_SETTINGS, whisper_generation_config, whisper_processor
 
     shape = WHISPER[size]
-    eot = WHISPER_EOT_ID
     config = WhisperConfig(
-        vocab_size=WHISPER_VOCAB_SIZE,
+        **WHISPER_TOKEN_SETTINGS,
         d_model=shape["d_model"],
         encoder_layers=shape["layers"],
         decoder_layers=shape["layers"],
@@ -131,31 +123,15 @@ def whisper(size: str) -> tuple:
         num_mel_bins=80,
         max_source_positions=1500,
         max_target_positions=448,
-        pad_token_id=eot,
-        bos_token_id=eot,
-        eos_token_id=eot,
-        decoder_start_token_id=eot + 1,
-        begin_suppress_tokens=[220, eot],
         suppress_tokens=[],
     )
     processor = whisper_processor(language=None, task="transcribe", chunk_length=30)
-    ids = processor.tokenizer.convert_tokens_to_ids
     model = WhisperForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
-        decoder_start_token_id=eot + 1,
-        bos_token_id=eot,
-        eos_token_id=eot,
-        pad_token_id=eot,
-        max_length=448,
-        begin_suppress_tokens=[220, eot],
+    model.generation_config = whisper_generation_config(
+        processor,
+        448,
         suppress_tokens=list(WHISPER_SUPPRESS),
         alignment_heads=shape["alignment_heads"],
-        is_multilingual=True,
-        lang_to_id={f"<|{code}|>": ids(f"<|{code}|>") for code in WHISPER_LANGUAGES},
-        task_to_id={name: ids(f"<|{name}|>") for name in ("transcribe", "translate")},
-        no_timestamps_token_id=ids("<|notimestamps|>"),
-        prev_sot_token_id=ids("<|startofprev|>"),
-        max_initial_timestamp_index=50,
         return_timestamps=False,
     )
     return model, processor
