@@ -2,7 +2,7 @@
 
 Multi-condition training as SpeechBrain, NeMo and lhotse do it, on the fly and per clip: speed
 perturbation (ASR keeps the transcript), reverberation (a folder of impulse responses, or generated
-rooms: exponentially decaying noise with RT60 0.2-0.9 s after a direct path), additive noise at an SNR
+rooms: exponentially decaying noise with RT60 0.2-0.9 s after a direct path, -3..+12 dB DRR), additive noise at an SNR
 drawn from a range (white/pink/brown noise, babble from the batch's other clips, or recordings from a
 folder), a telephone channel (300-3,400 Hz band, as through an 8 kHz codec), gain and hard clipping.
 Every draw comes from the `rng` the loop derives from (seed, rank, batch position): the same position
@@ -60,10 +60,14 @@ def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarra
 
 
 def generated_rir(rate: int, rng: np.random.Generator) -> np.ndarray:
-    """A room impulse response: direct path, then exponentially decaying noise reaching -60 dB at RT60."""
+    """A room impulse response: direct path, then exponentially decaying noise reaching -60 dB at RT60,
+    scaled to a direct-to-reverberant ratio of -3..+12 dB (a talker 0.5-3 m from the microphone; an
+    unscaled tail would be ~20 dB louder than the direct sound, a far wetter room than any recording)."""
     rt60 = rng.uniform(0.2, 0.9)
+    drr_db = rng.uniform(-3.0, 12.0)
     t = np.arange(int(rt60 * rate)) / rate
-    tail = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60) * rng.uniform(0.1, 0.5)
+    tail = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60)
+    tail *= np.sqrt(10 ** (-drr_db / 10) / max(power(tail) * len(tail), _EPS))
     gap = int(rng.uniform(0.002, 0.02) * rate)  # first reflections after the direct sound
     return np.concatenate([[1.0], np.zeros(gap), tail]).astype(np.float32)
 
@@ -142,11 +146,18 @@ class Augmenter:
         return colored_noise(n, kind, rng)
 
 
-def augmenter_for(cfg: AugmentConfig | None, sampling_rate: int, takes_audio: bool):
-    """The batch transform of a recipe; None when there is nothing to do (no section, or a TTS task)."""
+def augmenter_for(cfg: AugmentConfig | None, sampling_rate: int, takes_audio: bool, changes_label=()):
+    """The batch transform of a recipe; None when there is nothing to do (no section, or a TTS task).
+    `changes_label` names the kinds that can change this task's labels: using one is warned about."""
     if cfg is None:
         return None
     if not takes_audio:
         log.warning("augment: ignored for this task (its audio is the target, not the input)")
         return None
+    for kind in changes_label:
+        if getattr(cfg, f"{kind}_prob") > 0:
+            log.warning(
+                f"augment.{kind}_prob={getattr(cfg, f'{kind}_prob')}: {kind} changes cues this task's labels"
+                f" rest on (emotion: pitch and speaking rate); set augment.{kind}_prob=0 unless you mean it"
+            )
     return Augmenter(cfg, sampling_rate)

@@ -198,6 +198,7 @@ def cmd_synth(args) -> int:
             unseen_voices=args.unseen_voices,
             seed=args.seed,
             noise_snr_db=args.noise_snr,
+            reverb=args.reverb,
             sampling_rate=args.sampling_rate,
             task=args.task,
             workers=args.workers,
@@ -205,7 +206,13 @@ def cmd_synth(args) -> int:
         )
     except ValueError as err:
         raise ConfigError(f"slp data synth: {err}") from None
-    print(json.dumps(summary, indent=2))
+    for split, count in summary["utterances"].items():
+        voices = summary["voices"][split]
+        print(f"{split:12s} {count:6d} clips {summary['seconds'][split] / 3600:6.2f} h  {len(voices)} voices")
+    words = summary["words"]
+    print(f"words: {words['train']} in train, {words['test_unseen']} in test_unseen ", end="")
+    print(f"({words['test_unseen_not_in_train']:.0%} of its words never said in train)")
+    print(f"wrote {summary['out_dir']} ({summary['total_seconds'] / 3600:.2f} h; details in summary.json, README.md)")
     return 0
 
 
@@ -420,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unseen-voices", nargs="+", default=None, help="voices for test_unseen only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--noise-snr", type=float, default=None, help="add noise at this SNR in dB")
+    p.add_argument("--reverb", type=float, default=0.0, help="share of clips put through a generated room (0-1)")
     p.add_argument("--sampling-rate", type=int, default=16000)
     p.add_argument("--task", choices=["asr", "emotion"], default="asr")
     p.add_argument("--workers", type=int, default=None)

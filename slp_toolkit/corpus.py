@@ -4,11 +4,12 @@
     make_corpus("data/synth_asr", n=3000)                   # ASR audiofolder, about 2 h of audio
     make_corpus("data/synth_emotion", n=2000, task="emotion")
 
-Synthesis calls the libespeak-ng that the `espeakng-loader` wheel ships, through ctypes, so nothing but
-pip is needed. The library keeps synthesis state in C statics (pitch flutter phase, filter memories)
-that espeak_Terminate does not reset, so the same call gives slightly different samples depending on
-what the process said before. To make every file a pure function of its parameters we load a private
-copy of the library for each utterance and unload it afterwards (about 3 ms).
+Variety, so that a model trained on it has a chance on speech it never heard: 54 training voices (7
+accents x espeak-ng variants), speaking rate 120-250 wpm, pitch, pitch range, volume and pauses between
+words drawn per utterance, and ~25,000 words (sentences.py) of which a tenth of the rarer ones are
+spoken only in test_unseen. test_unseen has 6 voices no other split has (two in an accent none has);
+test_noisy is test_unseen again through a generated room and brown noise at 0-15 dB SNR, a noise type
+the default training augmentation does not add. Synthesis itself is in espeak.py.
 
 Licence: sentences and code are Apache-2.0 (slp_toolkit). eSpeak NG is GPL-3.0-or-later; the corpus
 holds only audio it produced.
@@ -16,40 +17,44 @@ holds only audio it produced.
 
 from __future__ import annotations
 
-import _ctypes
 import csv
-import ctypes
+import json
 import math
 import multiprocessing
 import os
 import random
 import shutil
 import tempfile
-import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import soundfile
 
-from slp_toolkit.sentences import generate_sentences
+from slp_toolkit.augment import colored_noise, generated_rir, mix_at_snr, reverberate
+from slp_toolkit.espeak import LIMITS, available_voices, check_voice, private_library, synthesize
+from slp_toolkit.sentences import generate_sentences, vocabulary
 
 __all__ = ["EMOTIONS", "SPLITS", "TRAIN_VOICES", "UNSEEN_VOICES", "available_voices", "check_voice", "make_corpus"]
 __all__ += ["synthesize"]
 
-# Accent (espeak language) + "+" + variant. Variants m*/f*/klatt*/croak differ in formants, pitch and
-# glottal source; accents differ in phonemes and intonation, so each string is a distinct "speaker".
-TRAIN_VOICES = (
-    "en-us+m1", "en-us+f1", "en-us+m3", "en-us+f2", "en-us+klatt2", "en+m2", "en+f3", "en+m4",
-    "en+croak", "en-gb-x-rp+m5", "en-gb-x-rp+f4", "en-gb-scotland+m6", "en-gb-scotland+f2",
-    "en-gb-x-gbclan+m8", "en-029+m3", "en-us-nyc+klatt4",
+# Accent (espeak language) + "+" + variant. Variants differ in formants, pitch and glottal source;
+# accents in phonemes and intonation, so each string is a distinct "speaker".
+_TRAIN_ACCENTS = ("en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-029", "en-us-nyc")
+_TRAIN_VARIANTS = (
+    "m1", "f1", "m2", "f2", "m3", "f3", "m4", "f4", "m5", "m6", "m8", "klatt", "klatt2", "klatt4", "klatt5",
+    "klatt6", "croak", "adam", "Alex", "Alicia", "Andy", "anika", "aunty", "belinda", "benjamin", "boris",
+    "caleb", "Denis", "edward", "Gene", "grandma", "grandpa", "gustave", "Hugo", "ian", "iven", "john",
+    "kaukovalta", "Lee", "linda", "max", "Michael", "norbert", "paul", "quincy", "Reed", "rob", "robert",
+    "sandro", "shelby", "steph", "travis", "victor", "zac",
 )  # fmt: skip
-# Variants that no train voice uses, over accents the train voices do use.
-UNSEEN_VOICES = ("en-us+m7", "en-gb-x-rp+f5", "en+klatt3")
-ENGLISH_ACCENTS = ("en", "en-us", "en-us-nyc", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
-ENGLISH_ACCENTS += ("en-029",)  # Caribbean
-SPLITS = ("train", "validation", "test", "test_unseen")
+TRAIN_VOICES = tuple(f"{_TRAIN_ACCENTS[i % len(_TRAIN_ACCENTS)]}+{v}" for i, v in enumerate(_TRAIN_VARIANTS))
+# Variants that no train voice uses; the West Midlands accent (gbcwmd) is not in train either.
+UNSEEN_VOICES = ("en-us+m7", "en-gb-x-rp+f5", "en+klatt3", "en-gb-x-gbcwmd+Annie", "en-gb-x-gbcwmd+david")
+UNSEEN_VOICES += ("en-us-nyc+Mike",)
+SPLITS = ("train", "validation", "test", "test_unseen", "test_noisy")
+NOISY_SNR_DB = (0.0, 15.0)  # test_noisy: brown noise in this range, after a generated room
 # Emotion -> (mean, sd) of rate (wpm), pitch (0-100), pitch range (0-100), volume (0-200), word gap (10 ms).
 EMOTIONS = {
     "neutral": ((165, 10), (50, 5), (50, 7), (100, 8), (0, 0)),
@@ -57,116 +62,6 @@ EMOTIONS = {
     "sad": ((135, 10), (32, 5), (18, 6), (72, 8), (2, 1)),
     "angry": ((205, 10), (42, 5), (75, 7), (140, 8), (0, 0)),
 }
-_LIMITS = {"rate": (80, 450), "pitch": (0, 100), "pitch_range": (0, 100), "volume": (0, 200)}
-_LIMITS["word_gap"] = (0, 100)
-_SYNCHRONOUS, _DONT_EXIT, _UTF8 = 2, 0x8000, 1  # speak_lib.h: AUDIO_OUTPUT_SYNCHRONOUS, ...
-_RATE, _VOLUME, _PITCH, _RANGE, _WORDGAP = 1, 2, 3, 4, 7  # espeak_PARAMETER
-_CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
-_lock = threading.Lock()  # one synthesis at a time per process: the library is all global state
-_chunks: list[np.ndarray] = []
-
-
-def _collect(wav, n: int, _events) -> int:
-    if wav and n > 0:
-        _chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
-    return 0  # 0 = keep going
-
-
-_callback = _CALLBACK_TYPE(_collect)
-
-
-def _private_library() -> Path:
-    """Our own copy of libespeak-ng: dlopen of it gives an instance nobody else in the process shares (a
-    phonemizer may hold the original), so dlclose really unloads it and resets its state. It goes in the
-    user's cache rather than /tmp, which is often mounted noexec."""
-    import espeakng_loader
-
-    source = Path(espeakng_loader.get_library_path())
-    stat = source.stat()
-    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "slp_toolkit"
-    folder.mkdir(parents=True, exist_ok=True)
-    copy = folder / f"espeak-{stat.st_size}-{stat.st_mtime_ns}{source.suffix}"
-    if not copy.exists():
-        partial = folder / f"{copy.name}.{os.getpid()}.part"
-        shutil.copyfile(source, partial)
-        os.replace(partial, copy)  # atomic, so parallel workers never load a half-written file
-    return copy
-
-
-def available_voices() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(English accents, voice variants) that make a voice name "accent+variant" (or just "accent")."""
-    import espeakng_loader
-
-    variants = sorted(os.listdir(Path(espeakng_loader.get_data_path()) / "voices" / "!v"), key=str.lower)
-    return ENGLISH_ACCENTS, tuple(variants)
-
-
-def check_voice(voice: str) -> None:
-    """Raise ValueError naming `voice` and what exists, unless espeak-ng has it (espeak itself silently
-    falls back to its default voice for an unknown variant)."""
-    accents, variants = available_voices()
-    accent, _, variant = voice.partition("+")
-    if accent not in accents:
-        raise ValueError(f"unknown voice {voice!r}: accent {accent!r} is not one of {', '.join(accents)}")
-    if variant and variant not in variants:
-        raise ValueError(f"unknown voice {voice!r}: variant {variant!r} is not one of {', '.join(variants)}")
-
-
-def synthesize(
-    text: str,
-    voice: str,
-    rate: int = 175,
-    pitch: int = 50,
-    pitch_range: int = 50,
-    volume: int = 100,
-    word_gap: int = 0,
-    seed: int = 0,
-) -> tuple[np.ndarray, int]:
-    """Speak `text` with espeak-ng; return float32 mono samples in [-1, 1] and the library's rate (22050).
-
-    rate is in words per minute (80-450); pitch and pitch_range 0-100 (50 = voice default); volume 0-200;
-    word_gap adds pauses between words in 10 ms units; seed drives the breath noise of some variants.
-    The same arguments always give the same samples."""
-    check_voice(voice)
-    values = {"rate": rate, "pitch": pitch, "pitch_range": pitch_range, "volume": volume, "word_gap": word_gap}
-    for key, value in values.items():
-        if not _LIMITS[key][0] <= value <= _LIMITS[key][1]:
-            raise ValueError(f"synthesize: {key} must be in {_LIMITS[key][0]}..{_LIMITS[key][1]}, got {value}")
-    params = [(_RATE, rate), (_PITCH, pitch), (_RANGE, pitch_range), (_VOLUME, volume), (_WORDGAP, word_gap)]
-    with _lock:
-        lib = ctypes.CDLL(str(_private_library()))
-        try:
-            samples, sample_rate = _speak(lib, text, voice, params, seed)
-        finally:
-            lib.espeak_Terminate()
-            _ctypes.dlclose(lib._handle)
-    return samples.astype(np.float32) / 32768.0, sample_rate
-
-
-def _speak(lib: ctypes.CDLL, text: str, voice: str, params: list, seed: int) -> tuple[np.ndarray, int]:
-    """One utterance through a freshly loaded library: int16 samples and the sample rate."""
-    import espeakng_loader
-
-    lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-    sample_rate = lib.espeak_Initialize(_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), _DONT_EXIT)
-    if sample_rate <= 0:
-        raise RuntimeError(f"espeak_Initialize failed ({sample_rate}); is espeakng-loader's data intact?")
-    lib.espeak_SetSynthCallback(_callback)
-    if lib.espeak_SetVoiceByName(voice.encode()) != 0:
-        raise ValueError(f"espeak-ng could not load voice {voice!r}")
-    for param, value in params:
-        lib.espeak_SetParameter(param, int(value), 0)
-    lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
-    encoded = text.encode("utf-8")
-    _chunks.clear()
-    status = lib.espeak_Synth(encoded, ctypes.c_size_t(len(encoded) + 1), 0, 1, 0, _UTF8, None, None)
-    lib.espeak_Synchronize()
-    if status != 0:
-        raise RuntimeError(f"espeak_Synth returned {status} for {text!r}")
-    samples = np.concatenate(_chunks) if _chunks else np.zeros(0, np.int16)
-    _chunks.clear()
-    return samples, sample_rate
 
 
 @dataclass(frozen=True)
@@ -184,6 +79,7 @@ class _Utterance:
     label: str | None = None
     noise: str | None = None
     snr_db: float | None = None
+    reverb: bool = False
 
 
 def _trim(audio: np.ndarray, sample_rate: int, keep_s: float = 0.1, floor_db: float = -40.0) -> np.ndarray:
@@ -201,15 +97,12 @@ def _trim(audio: np.ndarray, sample_rate: int, keep_s: float = 0.1, floor_db: fl
 
 
 def _noise(kind: str, length: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-    """White, pink (1/f) or babble-like noise: speech-shaped noise from a few "talkers", each switched
+    """White, pink, brown, or babble-like noise: speech-shaped noise from a few "talkers", each switched
     on and off at a syllable-like 3-6 Hz."""
-    if kind == "white":
-        return rng.standard_normal(length)
+    if kind != "babble":
+        return colored_noise(length, kind, rng)
     size = 1 << max(0, length - 1).bit_length()  # FFTs of awkward lengths are many times slower
     freqs = np.fft.rfftfreq(size, 1 / sample_rate)
-    if kind == "pink":
-        shape = 1 / np.sqrt(np.maximum(freqs, 20.0))
-        return np.fft.irfft(np.fft.rfft(rng.standard_normal(size)) * shape, size)[:length]
     # Long-term speech spectrum: flat to ~500 Hz, then about -6 dB/octave, little below 100 Hz.
     shape = (freqs > 100) / (1 + freqs / 500)
     t = np.arange(length) / sample_rate
@@ -222,7 +115,7 @@ def _noise(kind: str, length: int, sample_rate: int, rng: np.random.Generator) -
 
 
 def _render(job: tuple[_Utterance, str, int]) -> float:
-    """Synthesise, trim, resample, add noise and write one FLAC; return its duration in seconds."""
+    """Synthesise, trim, resample, reverberate, add noise and write one FLAC; return its duration (s)."""
     import torch
     import torchaudio
 
@@ -233,10 +126,12 @@ def _render(job: tuple[_Utterance, str, int]) -> float:
     audio = _trim(audio, native_rate)
     if native_rate != sampling_rate:
         audio = torchaudio.functional.resample(torch.from_numpy(audio), native_rate, sampling_rate).numpy()
+    if utt.reverb:
+        audio = reverberate(audio, generated_rir(sampling_rate, np.random.default_rng([utt.seed, 1])))
     if utt.noise is not None and utt.snr_db is not None:
-        noise = _noise(utt.noise, len(audio), sampling_rate, np.random.default_rng(utt.seed))
-        gain = np.sqrt(np.mean(audio.astype(np.float64) ** 2) / np.mean(noise**2) / 10 ** (utt.snr_db / 10))
-        audio = (audio + gain * noise).astype(np.float32)
+        audio = mix_at_snr(
+            audio, _noise(utt.noise, len(audio), sampling_rate, np.random.default_rng(utt.seed)), utt.snr_db
+        )
     peak = float(np.abs(audio).max(initial=0.0))
     if peak > 0.99:  # loud voices (angry: volume ~140) can reach full scale; int16 would clip
         audio = audio * (0.99 / peak)
@@ -245,9 +140,11 @@ def _render(job: tuple[_Utterance, str, int]) -> float:
 
 
 def _split_sizes(n: int) -> dict[str, int]:
+    """Utterances per split; test_noisy repeats test_unseen's, so n counts it once."""
     unseen = round(n * 0.1)
     held_out = round((n - unseen) * 0.1)
-    return {"train": n - unseen - 2 * held_out, "validation": held_out, "test": held_out, "test_unseen": unseen}
+    sizes = {"train": n - unseen - 2 * held_out, "validation": held_out, "test": held_out}
+    return sizes | {"test_unseen": unseen, "test_noisy": unseen}
 
 
 def _balanced(items: list[str], count: int, rng: random.Random) -> list[str]:
@@ -261,37 +158,52 @@ def _balanced(items: list[str], count: int, rng: random.Random) -> list[str]:
 
 def _prosody(task: str, label: str | None, rng: random.Random) -> dict[str, int]:
     if task == "asr":
-        rate, pitch, pitch_range, volume = [rng.randint(*r) for r in ((140, 210), (35, 65), (30, 80), (75, 125))]
-        return {"rate": rate, "pitch": pitch, "pitch_range": pitch_range, "volume": volume, "word_gap": 0}
+        rate, pitch, pitch_range, volume = [rng.randint(*r) for r in ((120, 250), (20, 80), (10, 95), (60, 140))]
+        word_gap = rng.choice([0, 0, 0, 1, 2, 4])  # mostly fluent, sometimes deliberate
+        return {"rate": rate, "pitch": pitch, "pitch_range": pitch_range, "volume": volume, "word_gap": word_gap}
     keys = ("rate", "pitch", "pitch_range", "volume", "word_gap")
     values = {}
     for key, (mean, sd) in zip(keys, EMOTIONS[label]):
-        low, high = _LIMITS[key]
+        low, high = LIMITS[key]
         values[key] = int(min(high, max(low, round(rng.gauss(mean, sd)))))
     return values
 
 
-def _plan(n, voices, unseen_voices, seed, noise_snr_db, task) -> list[_Utterance]:
-    """Every utterance's text, voice and prosody; each sentence is used once, so no split shares one."""
+def _texts(n: int, seed: int) -> dict[str, list[str]]:
+    """Sentences per split, each used once; test_unseen's {w} slots take only held-out words."""
+    sizes = _split_sizes(n)
+    seen = generate_sentences(n - sizes["test_unseen"], seed)
+    taken = set(seen)
+    fresh = [s for s in generate_sentences(2 * sizes["test_unseen"] + 50, seed + 1, held_out=True) if s not in taken]
+    out, start = {}, 0
+    for split in ("train", "validation", "test"):
+        out[split], start = seen[start : start + sizes[split]], start + sizes[split]
+    out["test_unseen"] = fresh[: sizes["test_unseen"]]
+    return out
+
+
+def _plan(n, voices, unseen_voices, seed, noise_snr_db, reverb, task) -> list[_Utterance]:
+    """Every utterance's text, voice and prosody; no sentence is in two splits (test_noisy aside)."""
     rng = random.Random(seed)
-    sentences = iter(generate_sentences(n, seed))
     plan = []
-    for split, size in _split_sizes(n).items():
-        split_voices = _balanced(unseen_voices if split == "test_unseen" else voices, size, rng)
-        labels = _balanced(list(EMOTIONS), size, rng) if task == "emotion" else [None] * size
-        for i, (voice, label) in enumerate(zip(split_voices, labels)):
+    for split, texts in _texts(n, seed).items():
+        split_voices = _balanced(unseen_voices if split == "test_unseen" else voices, len(texts), rng)
+        labels = _balanced(list(EMOTIONS), len(texts), rng) if task == "emotion" else [None] * len(texts)
+        for i, (text, voice, label) in enumerate(zip(texts, split_voices, labels)):
             noise = rng.choice(["white", "pink", "babble"])  # drawn either way: noise leaves the speech as is
             plan.append(
                 _Utterance(
-                    split, f"{i:05d}.flac", next(sentences), voice, **_prosody(task, label, rng),
-                    seed=rng.randrange(2**31), label=label, noise=noise if noise_snr_db is not None else None,
-                    snr_db=noise_snr_db,
+                    split, f"{i:05d}.flac", text, voice, **_prosody(task, label, rng), seed=rng.randrange(2**31),
+                    label=label, noise=noise if noise_snr_db is not None else None, snr_db=noise_snr_db,
+                    reverb=rng.random() < reverb,
                 )
             )  # fmt: skip
-    return plan
+    noisy = [u for u in plan if u.split == "test_unseen"]
+    snrs = [round(rng.uniform(*NOISY_SNR_DB), 1) for _ in noisy]
+    return plan + [replace(u, split="test_noisy", noise="brown", snr_db=d, reverb=True) for u, d in zip(noisy, snrs)]
 
 
-def _check_args(n, voices, unseen_voices, noise_snr_db, sampling_rate, task, workers) -> None:
+def _check_args(n, voices, unseen_voices, noise_snr_db, reverb, sampling_rate, task, workers) -> None:
     if task not in ("asr", "emotion"):
         raise ValueError(f"task must be 'asr' or 'emotion', got {task!r}")
     per_split = len(EMOTIONS) if task == "emotion" else 1
@@ -310,6 +222,8 @@ def _check_args(n, voices, unseen_voices, noise_snr_db, sampling_rate, task, wor
         raise ValueError(f"sampling_rate must be in 8000..48000 Hz, got {sampling_rate}")
     if noise_snr_db is not None and not math.isfinite(noise_snr_db):
         raise ValueError(f"noise_snr_db must be a finite number of dB or None, got {noise_snr_db}")
+    if not 0 <= reverb <= 1:
+        raise ValueError(f"reverb is the share of clips put through a generated room, in 0..1; got {reverb}")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
 
@@ -337,37 +251,43 @@ def make_corpus(
     unseen_voices: list[str] | tuple[str, ...] | None = None,
     seed: int = 0,
     noise_snr_db: float | None = None,
+    reverb: float = 0.0,
     sampling_rate: int = 16000,
     task: str = "asr",
     workers: int | None = None,
     overwrite: bool = False,
 ) -> dict:
-    """Write an audiofolder corpus of n utterances: out_dir/{train,validation,test,test_unseen}/ with
-    metadata.csv (file_name, transcription, speaker[, label]) and mono FLAC, plus out_dir/README.md.
+    """Write an audiofolder corpus of n utterances: out_dir/{train,validation,test,test_unseen,test_noisy}/
+    with metadata.csv (file_name, transcription, speaker[, label]) and mono FLAC, plus README.md and
+    summary.json.
 
     test_unseen (~10% of n) is spoken only by `unseen_voices`; the rest is split 80/10/10 over `voices`.
+    test_noisy holds test_unseen's utterances through a generated room and brown noise at 0-15 dB SNR.
     task="emotion" adds a balanced `label` column (neutral/happy/sad/angry, realised by prosody).
-    noise_snr_db mixes white, pink or babble-like noise at that SNR. Same arguments, same bytes.
-    Returns a summary: utterances, voices and seconds per split, total seconds."""
+    noise_snr_db mixes white, pink or babble-like noise at that SNR into every split, and `reverb` puts
+    that share of clips through a generated room. Same arguments, same bytes.
+    Returns a summary: utterances, voices, seconds and words per split, total seconds."""
     voices = list(TRAIN_VOICES if voices is None else voices)
     unseen_voices = list(UNSEEN_VOICES if unseen_voices is None else unseen_voices)
-    _check_args(n, voices, unseen_voices, noise_snr_db, sampling_rate, task, workers)
+    _check_args(n, voices, unseen_voices, noise_snr_db, reverb, sampling_rate, task, workers)
     out = Path(out_dir)
     _prepare_dir(out, overwrite)
-    plan = _plan(n, voices, unseen_voices, seed, noise_snr_db, task)
+    plan = _plan(n, voices, unseen_voices, seed, noise_snr_db, reverb, task)
     jobs = [(utt, str(out), sampling_rate) for utt in plan]
     seconds = _render_all(jobs, min(workers or os.cpu_count() or 1, max(1, n // 20)))
-    summary = _summary(plan, seconds, task, seed, sampling_rate, noise_snr_db, out)
+    summary = _summary(plan, seconds, task, seed, sampling_rate, noise_snr_db, reverb, out)
     for split in SPLITS:
         _write_metadata(out / split / "metadata.csv", [u for u in plan if u.split == split], task)
     (out / "README.md").write_text(_readme(summary), encoding="utf-8")
+    portable = {k: v for k, v in summary.items() if k != "out_dir"}  # the same bytes wherever it is written
+    (out / "summary.json").write_text(json.dumps(portable, indent=2) + "\n", encoding="utf-8")
     return summary
 
 
 def _render_all(jobs: list, workers: int) -> list[float]:
     import torch  # before forking, so that workers inherit it instead of each importing it
 
-    _private_library()  # copy the library once, before workers race to do it
+    private_library()  # copy the library once, before workers race to do it
     if workers > 1:
         with multiprocessing.get_context().Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
             return pool.map(_render, jobs, chunksize=8)
@@ -387,9 +307,9 @@ def _write_metadata(path: Path, utterances: list[_Utterance], task: str) -> None
             writer.writerow([u.file_name, u.text, u.voice] + ([u.label] if task == "emotion" else []))
 
 
-def _summary(plan, seconds, task, seed, sampling_rate, noise_snr_db, out) -> dict:
+def _summary(plan, seconds, task, seed, sampling_rate, noise_snr_db, reverb, out) -> dict:
     summary: dict = {"out_dir": str(out), "task": task, "seed": seed, "sampling_rate": sampling_rate}
-    summary |= {"noise_snr_db": noise_snr_db, "utterances": {}, "voices": {}, "seconds": {}}
+    summary |= {"noise_snr_db": noise_snr_db, "reverb": reverb, "utterances": {}, "voices": {}, "seconds": {}}
     if task == "emotion":
         summary["labels"] = {}
     for split in SPLITS:
@@ -400,7 +320,17 @@ def _summary(plan, seconds, task, seed, sampling_rate, noise_snr_db, out) -> dic
         if task == "emotion":
             summary["labels"][split] = dict(sorted(Counter(u.label for u, _ in rows).items()))
     summary["total_seconds"] = round(sum(seconds), 2)
+    summary["words"] = _word_counts(plan)
     return summary
+
+
+def _word_counts(plan: list[_Utterance]) -> dict:
+    """Distinct words of train and test_unseen, and the share of test_unseen's words train never says."""
+    train = vocabulary(u.text for u in plan if u.split == "train")
+    tokens = [w for u in plan if u.split == "test_unseen" for w in vocabulary([u.text])]
+    unheard = sum(w not in train for w in tokens) / max(len(tokens), 1)
+    unseen = vocabulary(u.text for u in plan if u.split == "test_unseen")
+    return {"train": len(train), "test_unseen": len(unseen), "test_unseen_not_in_train": round(unheard, 3)}
 
 
 def _readme(summary: dict) -> str:
@@ -422,13 +352,15 @@ def _readme(summary: dict) -> str:
         kind="emotion" if summary["task"] == "emotion" else "speech",
         about=about,
         noise="none" if noise is None else f"white, pink or babble-like (one kind per file) at {noise} dB SNR",
+        reverb_share=f"{summary['reverb']:.0%}",
         rows="\n".join(rows),
         hours=f"{summary['total_seconds'] / 3600:.2f}",
     )
 
 
 _ASR_ABOUT = """Synthetic English read speech for trying ASR fine-tuning end to end without downloads. Each
-utterance draws a speaking rate (140-210 words per minute), pitch, pitch range and volume at random."""
+utterance draws a speaking rate (120-250 words per minute), pitch, pitch range, volume and pauses
+between words at random."""
 _EMOTION_ABOUT = """Synthetic speech-emotion corpus: a stand-in for acted emotion corpora such as IEMOCAP,
 RAVDESS and CREMA-D. Four balanced classes (column `label`) are realised by prosody alone, with
 per-utterance jitter so that they overlap somewhat (mean +- sd; pitch and range 0-100, volume 0-200).

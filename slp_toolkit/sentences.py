@@ -8,10 +8,18 @@ Template slots: a word list's slot name (name, place, person/people, relative, o
 mass, animal/animals, location, event, abstract, adj, padj, weather, degree, adv, sadv, time, ftime, day,
 month, period, prep, mprep); a verb list's slot with a form, {vo}, {vo.s}, {vo.ed}, {vo.en} or {vo.ing}
 (vo object, vf food, va animal, vs speech, vm motion, vi intransitive); {num}, {num_small}, {clock},
-{year}; {a} for "a"/"an" agreeing with the next word; a trailing "?" ({adj?}) makes a slot optional.
+{year}; {a} for "a"/"an" agreeing with the next word; a trailing "?" ({adj?}) makes a slot optional;
+{w} for any word of the open vocabulary.
+
+Open vocabulary: resources/words_en.txt, the 25,000 most frequent English words (wordfreq) that Webster's
+2nd or a stem of them lists. About 30 % of sentences use the templates under "open_templates" (word
+lists, "How do you spell {w}?", ...), so a corpus spells far more words than the grammar's ~2,000. About
+a tenth of the rarer words are held out (`held_out=True` draws only those, and the default never does):
+the corpus speaks them only in test_unseen, which thereby measures spelling words never heard.
 
 Licence: the word lists, templates and this grammar are original to slp_toolkit and released under
-Apache-2.0, like the rest of the project (see resources/README.md).
+Apache-2.0, like the rest of the project; words_en.txt derives from wordfreq's data, CC BY-SA 4.0 (see
+resources/README.md).
 """
 
 from __future__ import annotations
@@ -19,18 +27,23 @@ from __future__ import annotations
 import json
 import random
 import re
+import zlib
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
-__all__ = ["generate_sentences", "vocabulary", "number_words"]
+__all__ = ["generate_sentences", "number_words", "open_words", "vocabulary"]
 
 WORDS_FILE = Path(__file__).parent / "resources" / "words.json"
+OPEN_WORDS_FILE = Path(__file__).parent / "resources" / "words_en.txt"
 MIN_WORDS, MAX_WORDS = 4, 14
+OPEN_SHARE = 0.3  # of sentences from the open-vocabulary templates
+COMMON = 2000  # the most frequent words are never held out: every text has them
 
 _ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen".split()
 _ONES += "sixteen seventeen eighteen nineteen".split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_NUMBER_EXTRAS = ["hundred", "thousand", "oh", "o'clock", "half", "past", "quarter"]  # numbers, times
 _SLOT = re.compile(r"\{([a-z_]+)(?:\.([a-z]+))?(\?)?\}")
 _TOKEN = re.compile(r"[a-z]+(?:['-][a-z]+)*")
 # Words spelled with a vowel but said with a consonant sound, and the reverse ("an hour").
@@ -135,11 +148,29 @@ def _lexicon() -> tuple[dict[str, list], list[str]]:
     verbs |= {"vm": "verbs_motion", "vi": "verbs_intransitive"}
     for slot, key in verbs.items():
         slots[slot] = [_verb_forms(e) for e in dict.fromkeys(raw[key])]
-    return slots, raw["templates"]
+    return slots, raw["templates"], raw["open_templates"]
 
 
-def _fill(template: str, rng: random.Random) -> str:
-    slots, _ = _lexicon()
+@cache
+def open_words(held_out: bool) -> tuple[str, ...]:
+    """The open vocabulary's words that train may use (held_out=False), or only those it never hears.
+    Held out: a fixed tenth of the words past the COMMON most frequent, chosen by a hash of the word so
+    that the choice never depends on the list's order or length; grammar words are never held out."""
+    words = OPEN_WORDS_FILE.read_text(encoding="utf-8").split()
+    slots, templates, open_templates = _lexicon()
+    entries = [" ".join(e.values()) if isinstance(e, dict) else e for choices in slots.values() for e in choices]
+    entries += [_SLOT.sub(" ", t) for t in templates + open_templates] + _ONES + _TENS + _NUMBER_EXTRAS
+    grammar = vocabulary(entries)
+
+    def unheard(rank: int, word: str) -> bool:
+        low = word.lower()
+        return rank >= COMMON and low not in grammar and zlib.crc32(low.encode()) % 10 == 0
+
+    return tuple(w for rank, w in enumerate(words) if unheard(rank, w) == held_out)
+
+
+def _fill(template: str, rng: random.Random, held_out: bool) -> str:
+    slots = _lexicon()[0] | {"w": open_words(held_out)}
     used: set[str] = set()
 
     def draw(match: re.Match) -> str:
@@ -176,12 +207,13 @@ def _article(word: str) -> str:
     return "an" if low[0] in "aeiou" and not low.startswith(_A_BEFORE_VOWEL) else "a"
 
 
-def generate_sentences(n: int, seed: int) -> list[str]:
+def generate_sentences(n: int, seed: int, held_out: bool = False) -> list[str]:
     """Return n distinct sentences (4-14 words each); the same (n, seed) always gives the same list,
-    and a longer list for the same seed starts with the shorter one."""
+    and a longer list for the same seed starts with the shorter one. held_out=True fills {w} slots
+    with held-out words only (for test_unseen); the default never uses them."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    _, templates = _lexicon()
+    _, templates, open_templates = _lexicon()
     rng = random.Random(seed)
     seen: dict[str, None] = {}
     attempts = 0
@@ -189,7 +221,7 @@ def generate_sentences(n: int, seed: int) -> list[str]:
         attempts += 1
         if attempts > 20 * n + 1000:
             raise ValueError(f"could only make {len(seen)} distinct sentences, asked for {n}")
-        text = _fill(rng.choice(templates), rng)
+        text = _fill(rng.choice(open_templates if rng.random() < OPEN_SHARE else templates), rng, held_out)
         if MIN_WORDS <= len(text.split()) <= MAX_WORDS:
             seen.setdefault(text)
     return list(seen)

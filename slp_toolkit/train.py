@@ -108,7 +108,7 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
     main = accelerator.is_main_process
 
     rate = model_sampling_rate(recipe.model)
-    augment = augmenter_for(recipe.augment, rate, task.audio_is_input)  # a bad noise folder fails here, early
+    augment = augmenter_for(recipe.augment, rate, task.audio_is_input, task.augment_changes_label)  # fails early
     d = recipe.data
     with accelerator.main_process_first():  # the main process writes the caches, the others then read them
         if d.streaming:

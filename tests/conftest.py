@@ -49,10 +49,11 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def emotion_corpus(tmp_path_factory):
     """A small synthetic emotion corpus (label column: neutral/happy/sad/angry), made once per session."""
-    from slp_toolkit.corpus import make_corpus
+    from slp_toolkit.corpus import TRAIN_VOICES, make_corpus
 
     out = tmp_path_factory.mktemp("emotion_corpus")
-    make_corpus(out, n=48, seed=2, task="emotion", workers=1)
+    # 8 voices, so that each speaks several clips of several emotions, as speaker folds need
+    make_corpus(out, n=48, seed=2, task="emotion", voices=TRAIN_VOICES[:8], workers=1)
     return out
 
 

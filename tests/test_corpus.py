@@ -1,6 +1,7 @@
 """The espeak-ng corpus: audiofolder layout, valid FLAC, disjoint voices, balanced labels, determinism."""
 
 import csv
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from slp_toolkit.corpus import (
     make_corpus,
     synthesize,
 )
+from slp_toolkit.sentences import open_words, vocabulary
 
 
 def read_split(root: Path, split: str) -> list[dict]:
@@ -32,9 +34,11 @@ def asr_corpus(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def test_default_voice_lists_are_disjoint():
-    assert len(TRAIN_VOICES) >= 12 and 2 <= len(UNSEEN_VOICES) <= 4
-    train_variants = {v.partition("+")[2] for v in TRAIN_VOICES}
-    assert not train_variants & {v.partition("+")[2] for v in UNSEEN_VOICES}
+    assert len(set(TRAIN_VOICES)) >= 50 and 4 <= len(set(UNSEEN_VOICES)) <= 8
+    train_variants = {v.partition("+")[2].lower() for v in TRAIN_VOICES}
+    assert not train_variants & {v.partition("+")[2].lower() for v in UNSEEN_VOICES}
+    accents = {v.partition("+")[0] for v in TRAIN_VOICES}
+    assert len(accents) >= 7 and {v.partition("+")[0] for v in UNSEEN_VOICES} - accents  # one accent train lacks
 
 
 def test_synthesize_is_repeatable_whatever_came_before():
@@ -46,9 +50,9 @@ def test_synthesize_is_repeatable_whatever_came_before():
     np.testing.assert_array_equal(first, again)
 
 
-def test_corpus_writes_four_splits_of_16k_mono_flac(asr_corpus):
+def test_corpus_writes_five_splits_of_16k_mono_flac(asr_corpus):
     root, summary = asr_corpus
-    assert summary["utterances"] == {"train": 28, "validation": 4, "test": 4, "test_unseen": 4}
+    assert summary["utterances"] == {"train": 28, "validation": 4, "test": 4, "test_unseen": 4, "test_noisy": 4}
     for split in SPLITS:
         rows = read_split(root, split)
         assert list(rows[0]) == ["file_name", "transcription", "speaker"]
@@ -59,7 +63,18 @@ def test_corpus_writes_four_splits_of_16k_mono_flac(asr_corpus):
             assert 0.5 < info.duration < 10 and row["transcription"][0].isupper()
     assert summary["total_seconds"] == pytest.approx(sum(summary["seconds"].values()), abs=0.05)
     readme = (root / "README.md").read_text()
-    assert "test_unseen" in readme and "Apache-2.0" in readme and "en-us+m7" in readme
+    assert "test_noisy" in readme and "CC BY-SA 4.0" in readme and "en-us+m7" in readme
+    assert json.loads((root / "summary.json").read_text()) | {"out_dir": str(root)} == summary
+
+
+def test_test_noisy_is_test_unseen_through_a_room_and_noise(asr_corpus):
+    root, _ = asr_corpus
+    assert read_split(root, "test_noisy") == read_split(root, "test_unseen")
+    for row in read_split(root, "test_unseen"):
+        clean, _ = soundfile.read(root / "test_unseen" / row["file_name"])
+        noisy, _ = soundfile.read(root / "test_noisy" / row["file_name"])
+        assert len(clean) == len(noisy)
+        assert 0.05 < np.corrcoef(clean, noisy)[0, 1] < 0.97, row  # the same speech, audibly degraded
 
 
 def test_unseen_speakers_and_sentences_stay_out_of_training(asr_corpus):
@@ -68,8 +83,18 @@ def test_unseen_speakers_and_sentences_stay_out_of_training(asr_corpus):
     assert speakers["test_unseen"] <= set(UNSEEN_VOICES) and speakers["train"] <= set(TRAIN_VOICES)
     assert not speakers["test_unseen"] & (speakers["train"] | speakers["validation"] | speakers["test"])
     assert summary["voices"]["train"] == sorted(speakers["train"])
-    texts = [r["transcription"] for split in SPLITS for r in read_split(root, split)]
+    texts = [r["transcription"] for split in SPLITS[:4] for r in read_split(root, split)]
     assert len(texts) == len(set(texts)) == 40
+
+
+def test_test_unseen_says_words_train_never_says(tmp_path):
+    summary = make_corpus(tmp_path, n=300, seed=2, workers=2)
+    words = summary["words"]
+    assert words["train"] > 500 and 0.02 < words["test_unseen_not_in_train"] < 0.6
+    train = vocabulary(r["transcription"] for r in read_split(tmp_path, "train"))
+    unseen = vocabulary(r["transcription"] for r in read_split(tmp_path, "test_unseen"))
+    assert unseen - train & set(w.lower() for w in open_words(held_out=True))  # held-out words, never in train
+    assert not train & set(w.lower() for w in open_words(held_out=True))
 
 
 def test_same_seed_gives_identical_files_whatever_the_worker_count(asr_corpus, tmp_path):
@@ -82,7 +107,7 @@ def test_same_seed_gives_identical_files_whatever_the_worker_count(asr_corpus, t
 
 
 def test_emotion_corpus_has_balanced_labels_and_noise(tmp_path):
-    summary = make_corpus(tmp_path, n=48, task="emotion", noise_snr_db=15, seed=1, workers=2)
+    summary = make_corpus(tmp_path, n=48, task="emotion", noise_snr_db=15, reverb=0.5, seed=1, workers=2)
     for split in SPLITS:
         rows = read_split(tmp_path, split)
         assert list(rows[0]) == ["file_name", "transcription", "speaker", "label"]
@@ -106,6 +131,7 @@ def test_unknown_voice_is_a_value_error_naming_it_and_the_choices(tmp_path):
         ({"n": 30, "task": "emotion"}, "one utterance per class"),
         ({"n": 20, "task": "tts"}, "task must be"),
         ({"n": 20, "unseen_voices": ["en-us+m1"]}, "both have en-us\\+m1"),
+        ({"n": 20, "reverb": 1.5}, "reverb is the share"),
     ],
 )
 def test_bad_arguments_are_value_errors(tmp_path, kwargs, message):
@@ -130,7 +156,7 @@ def test_trim_keeps_a_tenth_of_a_second_of_silence():
     assert len(_trim(audio, rate)) / rate == pytest.approx(0.7, abs=0.02)
 
 
-@pytest.mark.parametrize("kind", ["white", "pink", "babble"])
+@pytest.mark.parametrize("kind", ["white", "pink", "brown", "babble"])
 def test_noise_is_deterministic_and_of_the_asked_length(kind):
     first = _noise(kind, 12345, 16000, np.random.default_rng(0))
     assert first.shape == (12345,) and np.isfinite(first).all() and first.std() > 0

@@ -20,7 +20,16 @@ from slp_toolkit.cli import main
 from slp_toolkit.config import LoraConfig, recipe_from_dict
 from slp_toolkit.folds import speaker_groups
 from slp_toolkit.tasks import get_task
-from slp_toolkit.tasks.emotion import LabelError, augment, build, collate, compute_loss, label_set
+from slp_toolkit.tasks.emotion import (
+    LabelError,
+    Scored,
+    augment,
+    build,
+    collate,
+    compute_loss,
+    label_set,
+    speaker_normalised,
+)
 
 TASK = get_task("emotion")
 HAS_LORA = importlib.util.find_spec("slp_toolkit.lora") is not None
@@ -92,6 +101,7 @@ def test_output_loads_in_audio_classification_pipeline_and_matches_classify(tmp_
     assert main(["eval", str(out), "--data", str(emotion_corpus / "test_unseen")]) == 0
     metrics = json.loads((out / "eval" / "test_unseen" / "metrics.json").read_text())
     assert {"wa", "ua", "macro_f1"} <= set(metrics) and any(k.startswith("confusion/") for k in metrics)
+    assert 0.0 <= metrics["ua_speaker_norm"] <= 1.0  # the corpus has a speaker column
     assert (out / "eval" / "test_unseen" / "confusion.png").stat().st_size > 1000
 
 
@@ -284,3 +294,37 @@ def test_folds_train_on_other_speakers_and_report_mean_and_std(tmp_path, emotion
     assert main(args) == 0  # same recipe and data: the trained folds are reused, not retrained
     assert weights.stat().st_mtime_ns == stamp
     assert json.loads((out / "folds" / "metrics.json").read_text())["ua_mean"] == summary["ua_mean"]
+
+
+def scored(label_scores: dict[str, float]) -> Scored:
+    out = Scored(max(label_scores, key=label_scores.get))
+    out.log_probs = label_scores
+    return out
+
+
+def test_speaker_normalisation_removes_a_voice_pull_towards_one_class():
+    # speaker "hi" is heard as happy whatever the emotion: +3.5 on happy for all of its clips
+    truth = ["happy", "sad", "angry", "happy", "sad", "angry"]
+    speakers = ["hi", "hi", "hi", "lo", "lo", "lo"]
+    base = {"happy": [0.0, -3, -3], "sad": [-3, 0.0, -3], "angry": [-3, -3, 0.0]}
+    preds = []
+    for label, speaker in zip(truth, speakers):
+        values = [v + (3.5 if speaker == "hi" and k == 0 else 0.0) for k, v in enumerate(base[label])]
+        preds.append(scored(dict(zip(["happy", "sad", "angry"], values))))
+    assert preds[:3] == ["happy", "happy", "happy"] and preds[3:] == truth[3:]
+    assert speaker_normalised(preds, speakers) == truth
+    assert speaker_normalised(["happy", "sad"], ["a", "b"]) is None  # plain labels carry no scores
+    metrics = TASK.metrics(preds, [{"label": t, "speaker": s} for t, s in zip(truth, speakers)])
+    assert metrics["ua"] == pytest.approx(2 / 3) and metrics["ua_speaker_norm"] == 1.0
+    assert json.dumps(preds[0]) == '"happy"'  # predictions.jsonl keeps the label
+
+
+def test_speed_augmentation_is_warned_about_for_emotion(caplog):
+    from slp_toolkit.augment import augmenter_for
+    from slp_toolkit.config import AugmentConfig
+
+    with caplog.at_level("WARNING", logger="slp"):
+        augmenter_for(AugmentConfig(noise_prob=0.5), 16000, True, TASK.augment_changes_label)
+        assert not caplog.records
+        augmenter_for(AugmentConfig(speed_prob=0.3), 16000, True, TASK.augment_changes_label)
+    assert "augment.speed_prob=0.3" in caplog.text and "pitch" in caplog.text

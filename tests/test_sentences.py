@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from slp_toolkit.sentences import WORDS_FILE, _verb_forms, generate_sentences, number_words, vocabulary
+from slp_toolkit.sentences import WORDS_FILE, _verb_forms, generate_sentences, number_words, open_words, vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +32,9 @@ def test_sentences_are_distinct_and_shaped_like_transcripts(five_thousand):
     assert len({text.split()[0] for text in five_thousand}) > 300  # varied openings
 
 
-def test_vocabulary_of_five_thousand_sentences_exceeds_two_thousand_words(five_thousand):
+def test_vocabulary_of_five_thousand_sentences_exceeds_four_thousand_words(five_thousand):
     words = vocabulary(five_thousand)
-    assert len(words) >= 2000, len(words)
+    assert len(words) >= 4000, len(words)
     assert {"don't", "it's", "forty-two"} <= vocabulary(["Don't! It's forty-two, Maria."])
 
 
@@ -75,3 +75,13 @@ def test_bad_n_is_a_value_error():
     assert generate_sentences(0, seed=0) == []
     with pytest.raises(ValueError, match="n must be"):
         generate_sentences(-1, seed=0)
+
+
+def test_open_vocabulary_spans_twenty_thousand_words_and_holds_a_tenth_out(five_thousand):
+    usable, held = open_words(held_out=False), open_words(held_out=True)
+    assert len(usable) + len(held) >= 20000 and 0.05 < len(held) / (len(usable) + len(held)) < 0.15
+    held_lower = {w.lower() for w in held}
+    assert not held_lower & vocabulary(five_thousand)  # the default never says a held-out word
+    unseen = generate_sentences(300, seed=1, held_out=True)
+    assert len(held_lower & vocabulary(unseen)) > 100
+    assert any(w[0].isupper() for w in usable[:2000]) and "the" in usable[:10]  # names capitalised

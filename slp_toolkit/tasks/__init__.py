@@ -56,6 +56,8 @@ class Task:
                                                          naming them keeps preparation from paging in the audio
     audio_is_input                                       False where the audio is the target (TTS): the
                                                          recipe's augment: section leaves it alone
+    augment_changes_label                                augment: kinds that can change the label (emotion:
+                                                         speed moves pitch and rate); a recipe using one is warned
     """
 
     name: str
@@ -78,6 +80,7 @@ class Task:
     report: Callable[..., None] | None = None
     preprocess_reads: tuple[str, ...] | None = None
     audio_is_input: bool = True
+    augment_changes_label: tuple[str, ...] = ()
 
 
 TASKS: dict[str, Task] = {}
