@@ -15,6 +15,8 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -153,14 +155,18 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
     run.position = position
     start, losses, nonfinite = time.perf_counter() - state.elapsed, [], 0
     bar = _progress(main, cfg, state)
-    batches = source.run(position)
-    while not run.finished(source.epochs_done(run.position)):
-        batch = next(batches)
+
+    def collated(batch) -> tuple:
         # augmentation randomness is a function of the position, so a resumed run repeats it exactly
         rng = np.random.default_rng([cfg.seed, rank, *batch.key])
-        examples = augment(batch.examples, rng) if augment else batch.examples
-        examples = [task.augment(e, rng) for e in examples]
-        inputs = {k: v.to(accelerator.device) for k, v in task.collate(examples, processor).items()}
+        # the task's own crops first: augmenting only the window that trains costs less
+        examples = [task.augment(e, rng) for e in batch.examples]
+        return batch, task.collate(augment(examples, rng) if augment else examples, processor)
+
+    batches = _ahead(source.run(position), collated) if cfg.prefetch else map(collated, source.run(position))
+    while not run.finished(source.epochs_done(run.position)):
+        batch, cpu_inputs = next(batches)
+        inputs = {k: v.to(accelerator.device) for k, v in cpu_inputs.items()}
         run.position = batch.position
         with accelerator.accumulate(model):
             progress = progress_of(cfg, state, source.epochs_done(run.position))
@@ -195,6 +201,19 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
     if bar is not None:
         bar.close()
     return run.finish()
+
+
+def _ahead(items: Iterator, prepare: Callable) -> Iterator:
+    """prepare(item) for the next item in a worker thread while the caller works on this one."""
+    with ThreadPoolExecutor(1, thread_name_prefix="slp-prefetch") as pool:
+        pending = pool.submit(lambda: prepare(next(items)))
+        while True:
+            try:
+                ready = pending.result()
+            except StopIteration:
+                return
+            pending = pool.submit(lambda: prepare(next(items)))
+            yield ready
 
 
 class _Run:

@@ -1,11 +1,12 @@
-"""The real multilingual Whisper tokenizer without the Hub: converted from the tiktoken file that ships in
-the ``openai-whisper`` package (ids match openai/whisper-tiny), cached under ``$XDG_CACHE_HOME/slp_toolkit``.
+"""The real multilingual Whisper tokenizer without the Hub: converted from the tiktoken file of the
+``openai-whisper`` package (ids match openai/whisper-tiny), cached under ``$XDG_CACHE_HOME/slp_toolkit``.
+The file ships gzipped in resources/ (MIT, see resources/README.md), so runtime installs need nothing more.
 """
 
 from __future__ import annotations
 
 import base64
-import importlib.metadata
+import gzip
 import os
 import shutil
 import tempfile
@@ -16,7 +17,7 @@ from tokenizers import AddedToken
 from transformers import WhisperTokenizer
 from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
-WHISPER_PACKAGE = "openai-whisper==20250625"
+TIKTOKEN_FILE = Path(__file__).parent / "resources" / "whisper_multilingual.tiktoken.gz"
 WHISPER_VOCAB_SIZE = 51865
 WHISPER_LANGUAGES = list(LANGUAGES)[:99]  # whisper-tiny..large-v2; v3 adds a 100th (yue)
 _WHISPER_SPECIALS = [
@@ -39,21 +40,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "slp_toolkit"
 
 
-def _tiktoken_file() -> Path:
-    candidates = []
-    try:  # located without importing `whisper`, which pulls torch and numba
-        dist = importlib.metadata.distribution("openai-whisper")
-        candidates.append(Path(dist.locate_file("whisper/assets/multilingual.tiktoken")))
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    candidates.append(cache_dir() / "multilingual.tiktoken")
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(
-        f"Whisper vocabulary missing: pip install {WHISPER_PACKAGE} (in the dev extra), or copy "
-        f"whisper/assets/multilingual.tiktoken from its sdist to {candidates[-1]}"
-    )
+def _tiktoken_text() -> str:
+    try:
+        return gzip.decompress(TIKTOKEN_FILE.read_bytes()).decode("ascii")
+    except (OSError, EOFError) as err:
+        raise FileNotFoundError(
+            f"Whisper vocabulary {TIKTOKEN_FILE} unreadable ({err}): reinstall slp_toolkit"
+        ) from None
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -75,9 +68,9 @@ def _last_merge(ranks: dict[bytes, int], token: bytes) -> list[bytes]:
         parts[i : i + 2] = [parts[i] + parts[i + 1]]
 
 
-def _convert_tiktoken(path: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """tiktoken file (base64 token, rank per line) -> byte-level BPE vocab and merges in rank order."""
-    lines = (line.split() for line in path.read_text(encoding="ascii").splitlines() if line)
+def _convert_tiktoken(content: str) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """tiktoken text (base64 token, rank per line) -> byte-level BPE vocab and merges in rank order."""
+    lines = (line.split() for line in content.splitlines() if line)
     ranks = {base64.b64decode(token): int(rank) for token, rank in lines}
     byte_chars = _bytes_to_unicode()
 
@@ -99,7 +92,7 @@ def whisper_tokenizer_dir() -> Path:
     out = cache_dir() / f"whisper_tokenizer-2-transformers{transformers.__version__}"  # 2: pad token set
     if (out / "tokenizer.json").is_file():
         return out
-    vocab, merges = _convert_tiktoken(_tiktoken_file())
+    vocab, merges = _convert_tiktoken(_tiktoken_text())
     vocab["<|endoftext|>"] = len(vocab)
     # pad = <|endoftext|> as on the Hub, so DataCollatorSpeechSeq2SeqWithPadding-style `tokenizer.pad` works
     tokenizer = WhisperTokenizer(vocab=vocab, merges=merges, pad_token="<|endoftext|>")

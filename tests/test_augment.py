@@ -64,7 +64,7 @@ def test_telephone_gain_and_clipping():
     phone = only(telephone_prob=1.0).one(clip, [clip], 0, np.random.default_rng(0))
     spectrum = np.abs(np.fft.rfft(phone))
     freqs = np.fft.rfftfreq(len(phone), 1 / RATE)
-    assert spectrum[freqs > 3500].max() < 1e-3 * spectrum.max()
+    assert spectrum[freqs > 3500].max() < 1e-2 * spectrum.max()  # >= 40 dB down (G.712 asks 25-35 dB)
     louder = only(gain_prob=1.0, gain_db=[6.0, 6.0]).one(clip, [clip], 0, np.random.default_rng(0))
     assert 10 * np.log10(power(louder) / power(clip)) == pytest.approx(6.0, abs=0.01)
     clipped = only(clip_prob=1.0).one(clip, [clip], 0, np.random.default_rng(0))
@@ -103,7 +103,8 @@ def test_bad_augment_settings_are_one_line_naming_the_key(tmp_path, corpus, caps
 
 def test_a_resumed_run_repeats_augmentation_exactly(tmp_path, corpus):
     """SIGKILL after a checkpoint, resume: the last losses equal an uninterrupted run's (noise, speed and
-    reverb are drawn from the batch position, not from a running generator)."""
+    reverb are drawn from the batch position, not from a running generator); without the prefetching
+    worker the run is the same."""
     import os
     import subprocess
 
@@ -116,11 +117,14 @@ def test_a_resumed_run_repeats_augmentation_exactly(tmp_path, corpus):
             "augment": {"speed_prob": 0.5, "reverb_prob": 0.5, "noise_prob": 0.8},
             "train": {"max_steps": 30, "eval_every": 10, "batch_seconds": 8, "num_threads": 1, "log_every": 1}}  # fmt: skip
     recipes = {}
-    for name in ("full", "cut"):
+    for name in ("full", "cut", "serial"):
         recipes[name] = tmp_path / f"{name}.yaml"
-        recipes[name].write_text(
-            "# t\n#   slp train r.yaml\n" + json.dumps({**spec, "output_dir": str(tmp_path / name)})
-        )
-    subprocess.run([*SLP, "train", str(recipes["full"])], check=True, capture_output=True, env=env)
+        recipe = {**spec, "output_dir": str(tmp_path / name)}
+        if name == "serial":  # no prefetching worker: the same batches, in the same order
+            recipe["train"] = {**spec["train"], "prefetch": False}
+        recipes[name].write_text("# t\n#   slp train r.yaml\n" + json.dumps(recipe))
+    for name in ("full", "serial"):
+        subprocess.run([*SLP, "train", str(recipes[name])], check=True, capture_output=True, env=env)
     kill_and_resume(recipes["cut"], tmp_path / "cut", env, at_step=10)
     assert losses(tmp_path / "cut")[-5:] == pytest.approx(losses(tmp_path / "full")[-5:], rel=1e-4)
+    assert losses(tmp_path / "serial") == pytest.approx(losses(tmp_path / "full"), rel=1e-4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,13 +115,14 @@ def test_whisper_conversion_cold_cache(monkeypatch, tmp_path):
     assert whisper_vocab.whisper_tokenizer_dir() == path
 
 
-def test_whisper_asset_missing_says_how_to_get_it(monkeypatch, tmp_path):
-    def missing(name):
-        raise importlib.metadata.PackageNotFoundError(name)
+def test_shipped_whisper_vocabulary_is_openai_whispers_file(monkeypatch, tmp_path):
+    import gzip
 
+    source = importlib.metadata.distribution("openai-whisper").locate_file("whisper/assets/multilingual.tiktoken")
+    assert gzip.decompress(whisper_vocab.TIKTOKEN_FILE.read_bytes()) == Path(source).read_bytes()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(whisper_vocab.importlib.metadata, "distribution", missing)
-    with pytest.raises(FileNotFoundError, match=r"pip install openai-whisper==20250625"):
+    monkeypatch.setattr(whisper_vocab, "TIKTOKEN_FILE", tmp_path / "missing.tiktoken.gz")
+    with pytest.raises(FileNotFoundError, match=r"missing.tiktoken.gz unreadable .*reinstall slp_toolkit"):
         whisper_vocab.whisper_tokenizer_dir()
 
 
