@@ -298,7 +298,24 @@ def recipe_from_dict(raw: dict, src: str = "<recipe>", sources: dict[str, str] |
         values["model"] = MODEL_CONFIGS[task]()
     recipe = Recipe(**values)
     _validate_semantics(recipe, src, sources)
+    _check_ignored(recipe, raw.get("model") or {}, src, sources)
     return recipe
+
+
+def _check_ignored(recipe: Recipe, given: dict, src: str, sources: dict[str, str]) -> None:
+    """A key the current mode would silently ignore is an error: the user meant something by it."""
+    m = recipe.model
+    if m.init == "scratch" and m.name_or_path:
+        raise ConfigError(
+            f"{_src_for('model.name_or_path', src, sources)}: 'model.name_or_path' is not used with "
+            "model.init: scratch (a random model is built from model.preset); to fine-tune it, add "
+            "model.init=pretrained, else drop model.name_or_path"
+        )
+    if m.init == "pretrained" and "preset" in given:
+        raise ConfigError(
+            f"{_src_for('model.preset', src, sources)}: 'model.preset' applies to model.init: scratch only "
+            "(a checkpoint brings its own architecture); drop it, or set model.init: scratch"
+        )
 
 
 def _validate_semantics(recipe: Recipe, src: str, sources: dict[str, str]) -> None:

@@ -86,6 +86,18 @@ def test_good_recipe_loads_with_typed_overrides(recipe):
         (None, "data.train=/no/such/dir", "<command line>: 'data.train' path does not exist: /no/such/dir"),
         (("init: scratch, ", ""), None, "{f}: missing required key 'model.name_or_path' (or set model.init: scratch)"),
         (("data: {train: DATA, eval: DATA}\n", ""), None, "{f}: missing required key 'data.train'"),
+        (
+            None,
+            "model.name_or_path=outputs/ctc_quickstart",
+            "<command line>: 'model.name_or_path' is not used with model.init: scratch (a random model is built from "
+            "model.preset); to fine-tune it, add model.init=pretrained, else drop model.name_or_path",
+        ),
+        (
+            ("init: scratch, preset: tiny", "name_or_path: facebook/wav2vec2-base, preset: tiny"),
+            None,
+            "{f}: 'model.preset' applies to model.init: scratch only (a checkpoint brings its own architecture); "
+            "drop it, or set model.init: scratch",
+        ),
         (None, "train=3", "<command line>: 'train' must be a mapping of keys, got 3 (int)"),
         (None, "learning_rate", "<command line>: override 'learning_rate' must look like key.sub=value"),
     ],
