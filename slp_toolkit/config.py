@@ -157,6 +157,8 @@ class TrainConfig:
     log_every: int = field(default=10, metadata=_check(min=1))
     keep_checkpoints: int = field(default=1, metadata=_check(min=1))
     num_threads: int | None = field(default=None, metadata=_check(min=1))
+    # A step whose loss (or gradient norm) is NaN/inf is skipped and counted; this many in a row stop the run.
+    max_nonfinite_steps: int = field(default=20, metadata=_check(min=1))
     # Augment and collate the next batch in a worker thread while the current one trains (numpy and
     # torch release the GIL); false does it in the loop, one after the other.
     prefetch: bool = True

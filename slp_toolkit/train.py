@@ -50,6 +50,7 @@ class TrainState:
     best: float | None = None
     best_step: int | None = None
     bad_evals: int = 0
+    skipped_steps: int = 0  # NaN/inf loss or gradient: no update
     history: list = field(default_factory=list)
 
     def save(self, path: Path) -> None:
@@ -173,15 +174,16 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
             for group in optimizer.param_groups:
                 group["lr"] = cfg.learning_rate * lr_factor(cfg, progress)
             loss = task.compute_loss(model, inputs)
-            accelerator.backward(loss)
-            if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
+            loss_value = accelerator.reduce(loss.detach(), "mean").item()  # the same on every rank
+            finite = _update(accelerator, optimizer, loss, params, cfg) if math.isfinite(loss_value) else False
             optimizer.zero_grad(set_to_none=True)
-        loss_value = accelerator.reduce(loss.detach(), "mean").item()
-        nonfinite = nonfinite + 1 if not math.isfinite(loss_value) else 0
-        if nonfinite >= 20:
-            raise TrainError(f"loss is not finite for 20 steps at step {state.step}: lower train.learning_rate")
+        nonfinite = 0 if finite else nonfinite + 1
+        state.skipped_steps += not finite
+        if nonfinite >= cfg.max_nonfinite_steps:
+            raise TrainError(
+                f"loss or gradient not finite for {nonfinite} steps in a row at step {state.step} (no update made; "
+                f"train.max_nonfinite_steps={cfg.max_nonfinite_steps}): lower train.learning_rate, or check the data"
+            )
         losses.append(loss_value)
         state.audio_seconds += batch.seconds
         state.elapsed = run.shared_time(time.perf_counter() - start)
@@ -201,6 +203,18 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
     if bar is not None:
         bar.close()
     return run.finish()
+
+
+def _update(accelerator, optimizer, loss, params, cfg: TrainConfig) -> bool:
+    """Backward, clip and step; False (and no step) where the gradient norm is not finite."""
+    accelerator.backward(loss)
+    if accelerator.sync_gradients:
+        norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+        # fp16's loss scaler skips such steps itself, and must see them to lower its scale
+        if norm is not None and not math.isfinite(float(norm)) and accelerator.scaler is None:
+            return False
+    optimizer.step()
+    return True
 
 
 def _ahead(items: Iterator, prepare: Callable) -> Iterator:
@@ -385,6 +399,8 @@ class _Run:
             evals = [h for h in s.history if "eval" in h and h["step"] == s.best_step]
             metrics.update(best_step=s.best_step, **(evals[-1]["eval"] if evals else {}))
             metrics["audio_seconds_per_second"] = round(s.audio_seconds / max(s.elapsed, 1e-9), 2)
+            if s.skipped_steps:
+                metrics["skipped_steps"] = s.skipped_steps
             if torch.cuda.is_available():  # this process's peak, what decides the batch that fits
                 metrics["peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
             write_metrics(metrics, self.out / "metrics.json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -169,3 +170,35 @@ def test_a_time_budget_shows_elapsed_over_budget(tmp_path, corpus, capsys):
     assert main(["train", str(recipe)]) == 0
     err = capsys.readouterr().err
     assert re.search(r"train: +\d+%.*\| *3/3 \[", err), err[-500:]
+
+
+def test_a_step_with_an_infinite_loss_is_skipped_and_counted(tmp_path, corpus):
+    """A transcript longer than its clip has frames has no CTC alignment: loss inf (ctc_zero_infinity off).
+    That step makes no update, is counted, and the run goes on."""
+    import csv
+
+    train = tmp_path / "train"
+    shutil.copytree(corpus / "train", train)
+    with (train / "metadata.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))[:8]
+    rows[0]["transcription"] = "la " * 150  # 450 labels for a clip of a few seconds (50 frames/s)
+    with (train / "metadata.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    recipe = write_recipe(tmp_path, corpus, max_steps=8, eval_every=8, max_batch_size=1)
+    overrides = [f"data.train={train}", "model.ctc_zero_infinity=false"]
+    assert main(["train", str(recipe), *overrides]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["skipped_steps"] == 1 and metrics["step"] == 8
+    assert sum(not math.isfinite(x) for x in losses(tmp_path / "out")) == 1
+
+
+def test_a_diverging_run_stops_after_max_nonfinite_steps_in_a_row(tmp_path, corpus, capsys):
+    recipe = write_recipe(tmp_path, corpus, learning_rate=1e6, warmup=0.0, max_nonfinite_steps=3)
+    assert main(["train", str(recipe)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "Traceback" not in errors[0]
+    assert re.search(
+        r"error: loss or gradient not finite for 3 steps in a row at step \d+ .*max_nonfinite_steps=3", errors[0]
+    )
