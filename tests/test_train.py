@@ -202,3 +202,25 @@ def test_a_diverging_run_stops_after_max_nonfinite_steps_in_a_row(tmp_path, corp
     assert re.search(
         r"error: loss or gradient not finite for 3 steps in a row at step \d+ .*max_nonfinite_steps=3", errors[0]
     )
+
+
+def test_a_model_dir_with_only_pickle_weights_is_refused_unless_allowed(
+    tmp_path, corpus, tiny_models, capsys, monkeypatch
+):
+    from transformers import AutoModelForCTC
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_models["wav2vec2-ctc"], pickled)
+    model = AutoModelForCTC.from_pretrained(pickled)
+    (pickled / "model.safetensors").unlink()
+    torch_bin = pickled / "pytorch_model.bin"
+    import torch
+
+    torch.save(model.state_dict(), torch_bin)  # what an old or untrusted checkpoint ships
+    clip = str(sorted((corpus / "test").glob("*.flac"))[0])
+    capsys.readouterr()
+    assert main(["transcribe", str(pickled), clip]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pytorch_model.bin" in err and "SLP_ALLOW_PICKLE=1" in err and "\n" not in err
+    monkeypatch.setenv("SLP_ALLOW_PICKLE", "1")
+    assert main(["transcribe", str(pickled), clip]) == 0

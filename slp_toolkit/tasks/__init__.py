@@ -6,8 +6,10 @@ The training loop, evaluation and the CLI only ever talk to a Task; none of them
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from slp_toolkit.config import ModelConfig, Recipe, UserError
@@ -118,8 +120,26 @@ def model_sampling_rate(cfg: ModelConfig) -> int:
     return int(extractor.sampling_rate)
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def refuse_pickle(name: str) -> None:
+    """A local model dir whose weights are only pickles is refused: unpickling can run code. The Hub
+    path is left to transformers, which unpickles with torch.load(weights_only=True)."""
+    folder = Path(name)
+    if not folder.is_dir() or os.environ.get("SLP_ALLOW_PICKLE") == "1" or any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise ModelLoadError(
+            f"{name}: weights only as pickle ({', '.join(pickles[:3])}), which can run code when loaded; convert "
+            "them to safetensors (from_pretrained + save_pretrained), or set SLP_ALLOW_PICKLE=1 if you trust them"
+        )
+
+
 def load_or_fail(loader: Callable, name: str, what: str, **kwargs) -> Any:
     """Call a `from_pretrained` and turn its many failure modes into one line."""
+    refuse_pickle(str(name))
     try:
         return loader(name, **kwargs)
     except OSError as err:
@@ -141,7 +161,6 @@ _ARCH_TASKS = (
 
 def detect_task(model: str) -> Task:
     """The task of a trained model: from the recipe saved beside it, else from its architecture."""
-    from pathlib import Path
 
     import yaml
 
