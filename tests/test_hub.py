@@ -151,3 +151,19 @@ def test_stage_dir_must_be_empty_and_repo_id_valid(run_dir, tmp_path, capsys):
     assert "is not an empty directory" in one_line_error(capsys)
     assert main(["push", str(run_dir), "--repo-id", "a/b/c", "--dry-run", str(tmp_path / "s")]) == 2
     assert "--repo-id 'a/b/c'" in one_line_error(capsys)
+
+
+def test_the_token_never_reaches_a_run_s_outputs(corpus, tmp_path, capsys):
+    """HF_TOKEN is set (autouse fixture): train, evaluate and stage a run; no file and no line holds it."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "# t\n#   slp train r.yaml\ntask: asr_ctc\nmodel: {init: scratch, preset: tiny}\n"
+        f"data: {{train: {corpus / 'train'}, eval: {corpus / 'validation'}, max_train_samples: 4, max_eval_samples: 2}}\n"
+        f"train: {{max_steps: 2, eval_every: 1, batch_seconds: 8, num_threads: 1}}\noutput_dir: {tmp_path / 'out'}\n"
+    )
+    assert main(["train", str(recipe)]) == 0
+    assert main(["eval", str(tmp_path / "out"), "--data", str(corpus / "test"), "--max-samples", "2"]) == 0
+    assert main(["push", str(tmp_path / "out"), "--repo-id", "a/b", "--dry-run", str(tmp_path / "stage")]) == 0
+    printed = capsys.readouterr()
+    assert (tmp_path / "out" / "checkpoints").is_dir() and any((tmp_path / "out" / "tensorboard").rglob("*"))
+    no_token_anywhere(tmp_path, printed.out, printed.err)
