@@ -214,6 +214,26 @@ TASK_NAMES = tuple(MODEL_CONFIGS)
 
 
 # ---------------------------------------------------------------- loading and validation
+class _DuplicateKey(Exception):
+    pass
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (plain YAML keeps the last one, silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                continue  # an unhashable key is SafeLoader's error to report
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise _DuplicateKey(f"duplicate key {key!r} (line {line}; first on line {seen[key]}): keep one")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_recipe(path: str | Path, overrides: list[str] | None = None, check_paths: bool = True) -> Recipe:
     """Read a recipe file, apply `key.sub=value` overrides, and validate everything once.
 
@@ -224,7 +244,9 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_path
     if not path.is_file():
         raise ConfigError(f"{src}: recipe file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_StrictLoader)
+    except _DuplicateKey as err:
+        raise ConfigError(f"{src}: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
@@ -281,7 +303,7 @@ def recipe_from_dict(raw: dict, src: str = "<recipe>", sources: dict[str, str] |
     task = raw.get("task")
     if task is None:
         raise ConfigError(f"{src}: missing required key 'task' (one of {_fmt_choices(TASK_NAMES)})")
-    if task not in MODEL_CONFIGS:
+    if not isinstance(task, str) or task not in MODEL_CONFIGS:
         raise ConfigError(
             f"{sources.get('task', src)}: 'task' must be one of {_fmt_choices(TASK_NAMES)}, "
             f"got {task!r}{_suggest(str(task), TASK_NAMES)}"

@@ -87,6 +87,16 @@ def test_good_recipe_loads_with_typed_overrides(recipe):
         (("init: scratch, ", ""), None, "{f}: missing required key 'model.name_or_path' (or set model.init: scratch)"),
         (("data: {train: DATA, eval: DATA}\n", ""), None, "{f}: missing required key 'data.train'"),
         (
+            ("output_dir: OUT\n", "output_dir: OUT\noutput_dir: OUT2\n"),
+            None,
+            "{f}: duplicate key 'output_dir' (line 7; first on line 6): keep one",
+        ),
+        (
+            ("task: asr_ctc", "task: [asr_ctc]"),
+            None,
+            "{f}: 'task' must be one of 'asr_ctc', 'asr_seq2seq', 'emotion', 'tts', got ['asr_ctc'] (did you mean 'asr_ctc'?)",
+        ),
+        (
             None,
             "model.name_or_path=outputs/ctc_quickstart",
             "<command line>: 'model.name_or_path' is not used with model.init: scratch (a random model is built from "
