@@ -80,19 +80,22 @@ def test_bad_rows_are_skipped_and_counted(clips, caplog):
     (folder / "empty.wav").write_bytes(b"")
     (folder / "junk.wav").write_bytes(b"this is not audio at all" * 10)
     sf.write(folder / "silent0.wav", np.zeros(0, np.float32), 16000)
+    sf.write(folder / "nan.wav", np.full(16000, np.nan, np.float32), 16000, subtype="FLOAT")
     rows = [{"file_name": n, "transcription": t} for n, t in zip(names, TEXTS)]
     rows += [
         {"file_name": "missing.wav", "transcription": "gone"},
         {"file_name": "empty.wav", "transcription": "nothing"},
         {"file_name": "junk.wav", "transcription": "junk"},
         {"file_name": names[0], "transcription": "  ?!  "},
+        {"file_name": "nan.wav", "transcription": "not a number"},
     ]
     _write_csv(folder / "metadata.csv", rows, ["file_name", "transcription"])
     with caplog.at_level(logging.WARNING, logger="slp"):
         ds = load_split(str(folder), DataConfig(min_seconds=0.0), 16000)
     assert len(ds) == 10
     line = next(r.getMessage() for r in caplog.records if "skipped" in r.getMessage())
-    assert "skipped 4 of 14 rows" in line and "1 missing file" in line and "1 empty text" in line
+    assert "skipped 5 of 15 rows" in line and "1 missing file" in line and "1 empty text" in line
+    assert "1 audio has NaN or infinite samples" in line
     assert "metadata.csv:12 (missing file)" in line  # header is line 1, so row 11 is on line 12
 
 
