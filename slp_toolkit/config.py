@@ -335,7 +335,8 @@ def _check_ignored(recipe: Recipe, given: dict, src: str, sources: dict[str, str
             "model.init: scratch (a random model is built from model.preset); to fine-tune it, add "
             "model.init=pretrained, else drop model.name_or_path"
         )
-    if m.init == "pretrained" and "preset" in given:
+    # a saved run's recipe.yaml spells out the default preset: only another value was meant to matter
+    if m.init == "pretrained" and "preset" in given and m.preset != type(m)().preset:
         raise ConfigError(
             f"{_src_for('model.preset', src, sources)}: 'model.preset' applies to model.init: scratch only "
             "(a checkpoint brings its own architecture); drop it, or set model.init: scratch"

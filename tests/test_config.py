@@ -150,6 +150,11 @@ def test_saved_recipe_round_trips(recipe, tmp_path):
     r = load_recipe(recipe(), ["train.seed=5"])
     save_recipe(r, tmp_path / "saved.yaml")
     assert load_recipe(tmp_path / "saved.yaml") == r
+    # a pretrained run's saved recipe spells out every default, model.preset too: it still loads
+    overrides = ["model.init=pretrained", "model.name_or_path=facebook/wav2vec2-base", "model.preset=small"]
+    pretrained = load_recipe(recipe(), overrides)
+    save_recipe(pretrained, tmp_path / "saved_pretrained.yaml")
+    assert load_recipe(tmp_path / "saved_pretrained.yaml") == pretrained
 
 
 def test_ls_and_cp(tmp_path, capsys):
