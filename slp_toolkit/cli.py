@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from slp_toolkit.config import ConfigError, DataConfig, UserError, load_recipe, missing_paths, recipe_description
@@ -139,10 +140,21 @@ def cmd_transcribe(args) -> int:
 
     task = detect_task(args.model)
     model, processor = task.load(args.model)
+    began = time.perf_counter()
     rows, ds, failed = _read_inputs(args.inputs, _rate(processor))
-    predictions = predict_split(task, model, processor, ds, args.batch_seconds)
-    for row, text in zip(rows, predictions, strict=True):
-        print(json.dumps({"path": row["path"], "text": text}) if args.json else f"{row['path']}\t{text}")
+    compute: list[float] = []
+    predictions = predict_split(task, model, processor, ds, args.batch_seconds, compute=compute)
+    for row, text, seconds in zip(rows, predictions, compute, strict=True):
+        if args.json:
+            rtf = seconds / max(row["duration"], 1e-9)
+            print(json.dumps({"path": row["path"], "text": text, "audio_seconds": round(row["duration"], 3),
+                              "compute_seconds": round(seconds, 4), "rtf": round(rtf, 4)}, ensure_ascii=False))  # fmt: skip
+        else:
+            print(f"{row['path']}\t{text}")
+    audio, wall = sum(r["duration"] for r in rows), time.perf_counter() - began
+    print(f"transcribed {len(rows)} files ({audio:.1f} s of audio) in {wall:.1f} s: real-time factor "
+          f"{wall / max(audio, 1e-9):.3f} ({audio / max(wall, 1e-9):.1f}x real time){f'; {failed} skipped' if failed else ''}",
+          file=sys.stderr)  # fmt: skip
     return 1 if failed and args.strict else 0
 
 

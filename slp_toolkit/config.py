@@ -155,7 +155,8 @@ class TrainConfig:
     metric_for_best: str | None = None  # None: the task's main metric
     early_stopping_patience: int | None = field(default=None, metadata=_check(min=1))
     log_every: int = field(default=10, metadata=_check(min=1))
-    keep_checkpoints: int = field(default=1, metadata=_check(min=1))
+    # two: should the newest be torn (a copy cut short, a disk that lost it), `--resume` takes the one before
+    keep_checkpoints: int = field(default=2, metadata=_check(min=1))
     num_threads: int | None = field(default=None, metadata=_check(min=1))
     # A step whose loss (or gradient norm) is NaN/inf is skipped and counted; this many in a row stop the run.
     max_nonfinite_steps: int = field(default=20, metadata=_check(min=1))

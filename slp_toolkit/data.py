@@ -10,7 +10,6 @@ renamed into place only once complete, so a half-written cache is never read.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
@@ -25,6 +24,7 @@ import numpy as np
 
 from slp_toolkit.config import DataConfig
 from slp_toolkit.manifest import AUDIO_EXTENSIONS, AudioError, DataError, Row, RowSet, iter_rows, row_set
+from slp_toolkit.storage import disk_error
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioError", "DataError", "Row", "iter_rows", "load_split", "read_audio"]
 
@@ -43,6 +43,8 @@ def read_audio(source: str | Path | bytes, sampling_rate: int) -> np.ndarray:
     """
     if isinstance(source, (str, Path)) and not Path(source).is_file():
         raise AudioError("missing file")
+    if (Path(source).stat().st_size if isinstance(source, (str, Path)) else len(source)) == 0:
+        raise AudioError("empty file (0 bytes)")
     wave, rate = _decode(source)
     if wave.size == 0 or rate <= 0:
         raise AudioError("empty audio")
@@ -74,8 +76,8 @@ def _decode(source: str | Path | bytes) -> tuple[np.ndarray, int]:
 
         wave, rate = torchaudio.load(io.BytesIO(source) if isinstance(source, bytes) else str(source))
         return wave.numpy(), int(rate)
-    except Exception as err:  # noqa: BLE001
-        raise AudioError(f"unreadable audio ({type(err).__name__})") from None
+    except Exception:  # noqa: BLE001 - the libraries' messages are long and vary: one reason, counted as one
+        raise AudioError("unreadable audio (neither libsndfile nor ffmpeg decodes it)") from None
 
 
 class Filtered(Exception):
@@ -280,6 +282,7 @@ def _decode_split(rows: RowSet, cfg: DataConfig, sampling_rate: int, needs, targ
     n_shards = 1 if workers == 1 else workers * 4  # several shards per worker balance uneven files
     bounds = np.linspace(0, len(rows), n_shards + 1).astype(int)
     tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
+    _remove_stale(target)
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -300,9 +303,7 @@ def _decode_split(rows: RowSet, cfg: DataConfig, sampling_rate: int, needs, targ
         (tmp / "report.json").write_text(json.dumps(tally.as_dict()))
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        # pyarrow's write errors carry the errno only in their text
-        code = err.errno or next((c for c in _DISK_ERRORS if os.strerror(c) in str(err)), None)
-        if code in _DISK_ERRORS:
+        if (code := disk_error(err)) is not None:
             raise DataError(
                 f"{target.parent}: cannot write the decode cache ({os.strerror(code)}); "
                 "free space there or point SLP_CACHE at a larger disk"
@@ -321,7 +322,15 @@ def _decode_split(rows: RowSet, cfg: DataConfig, sampling_rate: int, needs, targ
             raise
 
 
-_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS)
+def _remove_stale(target: Path) -> None:
+    """Temp dirs of this cache left by killed runs (their pid is gone): never read, only taking space."""
+    for tmp in target.parent.glob(f".tmp-{target.name}-*"):
+        try:
+            os.kill(int(tmp.name.rsplit("-", 1)[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, PermissionError):  # not our naming, or another user's live process
+            pass
 
 
 def _report(src: str, report: dict) -> None:

@@ -52,7 +52,11 @@ def usable(ds, task: Task, processor, name: str = "data"):
     if len(kept) == len(ds):
         return ds  # no indices mapping: later steps can join columns without copying the audio
     if len(kept) < len(ds):
-        log.info("%s: %d of %d rows left out (the model cannot use them)", name, len(ds) - len(kept), len(ds))
+        left_out = sorted(set(range(len(ds))) - set(kept._indices.column(0).to_pylist()))[:3]
+        log.warning(
+            "%s: %d of %d rows left out (the model cannot use them%s), e.g. %s", name, len(ds) - len(kept), len(ds),
+            f": {task.keep_why}" if task.keep_why else "", ", ".join(map(str, ds.select(left_out)["path"])),
+        )  # fmt: skip
     return kept
 
 
@@ -87,15 +91,27 @@ def prepare(ds, task: Task, processor, num_workers: int = 1):
     return datasets.concatenate_datasets([kept, new], axis=1).with_format("numpy")
 
 
-def predict_split(task: Task, model, processor, ds, batch_seconds: float, max_batch_size: int = 32) -> list:
-    """Predictions in dataset order, computed in length-sorted batches (little padding)."""
+def predict_split(
+    task: Task, model, processor, ds, batch_seconds: float, max_batch_size: int = 32, compute: list | None = None
+) -> list:
+    """Predictions in dataset order, computed in length-sorted batches (little padding). `compute`, when
+    given, receives each example's share of its batch's wall time (split by audio duration)."""
+    import time
+
     durations = np.asarray(column(ds, "duration"), dtype=np.float64)
     batches = length_batches(durations, batch_seconds, max_batch_size, seed=0, epoch=0, shuffle=False)
     predictions: list = [None] * len(ds)
+    if compute is not None:
+        compute[:] = [0.0] * len(ds)
     model.eval()
     for idx in batches:
+        began = time.perf_counter()
         for i, p in zip(idx, task.predict(model, processor, examples_at(ds, idx)), strict=True):
             predictions[i] = p
+        if compute is not None:
+            took, total = time.perf_counter() - began, max(float(durations[idx].sum()), 1e-9)
+            for i in idx:
+                compute[i] = took * float(durations[i]) / total
         trim()  # batches of every length fragment the heap (see memory.py)
     return predictions
 

@@ -128,7 +128,8 @@ def _manifest(rows: list[dict]) -> str:
 
 def _train_fold(fold: Recipe, fold_dir: Path, train_rows: list[dict], test_rows: list[dict]) -> None:
     """Train unless an identical fold already finished; resume one that stopped; start over otherwise."""
-    from slp_toolkit.train import checkpoints, train
+    from slp_toolkit.checkpoint import checkpoints
+    from slp_toolkit.train import train
 
     texts = {"train.jsonl": _manifest(train_rows), "test.jsonl": _manifest(test_rows)}
     same = (fold_dir / "recipe.yaml").is_file() and all(

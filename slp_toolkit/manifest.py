@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -24,6 +25,7 @@ AUDIO_EXTENSIONS = {
     ".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".m4a", ".aac", ".webm", ".aif", ".aiff",
 }  # fmt: skip
 AUDIO_COLUMNS = ("file_name", "audio", "path", "audio_path", "audio_filepath", "filepath", "file", "wav")
+log = logging.getLogger("slp")
 TEXT_COLUMNS = ("transcription", "text", "sentence", "transcript", "normalized_text", "raw_text")
 
 
@@ -195,8 +197,24 @@ def row_set(spec: str, cfg: DataConfig, needs: tuple[str, ...], max_samples: int
     if not records:
         raise DataError(f"{src}: no rows")
     audio_col = pick(list(records[0][1]), cfg.audio_column, AUDIO_COLUMNS, "audio", src)
-    rows = RowSet(src, audio_col, {}, base=base, records=records, stop=max_samples)
-    return _with_columns(rows, list(records[0][1]), cfg, needs)
+    rows = _with_columns(RowSet(src, audio_col, {}, base=base, records=records), list(records[0][1]), cfg, needs)
+    _warn_duplicates(rows)
+    return replace(rows, stop=max_samples)
+
+
+def _warn_duplicates(rows: RowSet) -> None:
+    """Exact repeats (same audio, same fields) are counted and named, and kept: a repeat may be deliberate
+    (oversampling a rare class), as in HF datasets and NeMo manifests, but is more often a merge gone wrong."""
+    seen: dict[tuple, str] = {}
+    repeats = []
+    for where, record in rows.records:
+        key = (str(record.get(rows.audio_col)), *(str(record.get(c)) for c in rows.cols.values()))
+        if key in seen:
+            repeats.append(f"{where} (same as line {seen[key].rsplit(':', 1)[-1]})")
+        else:
+            seen[key] = where
+    if repeats:
+        log.warning("%s: %d rows repeat an earlier row (kept), e.g. %s", rows.src, len(repeats), ", ".join(repeats[:3]))
 
 
 def _with_columns(rows: RowSet, columns: list[str], cfg: DataConfig, needs: tuple[str, ...]) -> RowSet:

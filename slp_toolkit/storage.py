@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -27,3 +28,16 @@ def share(path: str | Path) -> None:
     for file in Path(path).rglob("*"):
         if file.is_file() and not file.is_symlink() and (file.stat().st_mode & 0o777) != mode:
             file.chmod(mode)
+
+
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EROFS)
+
+
+def disk_error(err: Exception) -> int | None:
+    """The errno of a write that failed for want of space or permission, else None.
+
+    pyarrow's and safetensors' write errors carry the errno only in their text."""
+    code = getattr(err, "errno", None)
+    if code in DISK_ERRORS:
+        return code
+    return next((c for c in DISK_ERRORS if os.strerror(c) in str(err)), None)

@@ -13,12 +13,9 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +23,21 @@ import torch
 
 from slp_toolkit.augment import augmenter_for
 from slp_toolkit.batches import MapBatches, StreamBatches, examples_at, stream_metadata
+from slp_toolkit.checkpoint import (
+    TrainState,
+    checkpoints,
+    clean_partial,
+    copy_into,
+    export,
+    load_position,
+    restore,
+    save,
+)
 from slp_toolkit.config import Recipe, TrainConfig, UserError, save_recipe
 from slp_toolkit.data import load_split, workers_for
 from slp_toolkit.evaluate import evaluate_split, prepare, usable, write_metrics
 from slp_toolkit.memory import configure as configure_memory
 from slp_toolkit.memory import trim
-from slp_toolkit.storage import save_pretrained, share
 from slp_toolkit.tasks import Task, get_task, model_sampling_rate
 
 log = logging.getLogger("slp")
@@ -39,26 +45,6 @@ log = logging.getLogger("slp")
 
 class TrainError(UserError):
     """A run that cannot start or continue; the message says what to do."""
-
-
-@dataclass
-class TrainState:
-    step: int = 0
-    position: dict = field(default_factory=dict)  # the main process's data position (see batches.py)
-    elapsed: float = 0.0  # seconds of this run, summed over resumes
-    audio_seconds: float = 0.0
-    best: float | None = None
-    best_step: int | None = None
-    bad_evals: int = 0
-    skipped_steps: int = 0  # NaN/inf loss or gradient: no update
-    history: list = field(default_factory=list)
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self)))
-
-    @classmethod
-    def load(cls, path: Path) -> TrainState:
-        return cls(**json.loads(path.read_text()))
 
 
 def lr_factor(cfg: TrainConfig, progress: float) -> float:
@@ -81,10 +67,6 @@ def progress_of(cfg: TrainConfig, state: TrainState, epochs_done: float) -> floa
     return max(parts)
 
 
-def checkpoints(out: Path) -> list[Path]:
-    return sorted((out / "checkpoints").glob("step-*"))
-
-
 def train(recipe: Recipe, resume: bool = False) -> dict:
     """Train `recipe` and export the best model into `recipe.output_dir`; returns its metrics."""
     from accelerate import Accelerator
@@ -92,8 +74,9 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
 
     task, cfg, out = get_task(recipe.task), recipe.train, Path(recipe.output_dir)
     found = checkpoints(out)
-    if resume and not found:
-        raise TrainError(f"{out}: no checkpoint to resume from (run without --resume to start)")
+    if resume and not found:  # killed before its first checkpoint: nothing to lose by starting over
+        log.warning("%s: no checkpoint yet, so --resume starts the run from step 0", out)
+        resume = False
     if found and not resume:
         raise TrainError(f"{out}: already holds checkpoints; pass --resume to continue or pick another output_dir")
     if cfg.num_threads:
@@ -141,9 +124,9 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
     model, optimizer = accelerator.prepare(model, optimizer)
     state = TrainState()
     if resume:
-        accelerator.load_state(str(found[-1]), strict=recipe.lora is None)  # LoRA: trainable weights only
-        state = TrainState.load(found[-1] / "state.json")
-        log.info("resumed from %s (step %d)", found[-1], state.step)
+        if main:
+            clean_partial(out)
+        state, found_at = restore(accelerator, out, strict=recipe.lora is None)
 
     writer = _tensorboard(out) if main else None
     world, rank = accelerator.num_processes, accelerator.process_index
@@ -151,7 +134,7 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
         source = StreamBatches(recipe, rate, task, processor, rank, world)
     else:
         source = MapBatches(train_ds, recipe, rank, world)
-    position = _load_position(found[-1], rank, state) if resume else {}
+    position = load_position(found_at, rank, state) if resume else {}
     run = _Run(task, recipe, accelerator, model, optimizer, processor, eval_ds, state, out, writer)
     run.position = position
     start, losses, nonfinite = time.perf_counter() - state.elapsed, [], 0
@@ -342,43 +325,12 @@ class _Run:
         self.checkpoint()
 
     def checkpoint(self) -> None:
-        """Save everything needed to resume, atomically: a temp dir renamed into place."""
-        s, ckpts = self.state, self.out / "checkpoints"
-        if self.last_checkpoint == s.step:
-            return
-        self.last_checkpoint = s.step
-        final, tmp = ckpts / f"step-{s.step:07d}", ckpts / f".tmp-step-{s.step:07d}"
-        if self.acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        self.acc.wait_for_everyone()
-        self.acc.save_state(str(tmp))
-        # each process's own data position: streaming processes read different rows
-        (tmp / f"data-rank{self.acc.process_index}.json").write_text(json.dumps(self.position))
-        self.acc.wait_for_everyone()
-        if self.acc.is_main_process:
-            s.position = self.position
-            s.save(tmp / "state.json")
-            share(tmp)
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            for old in checkpoints(self.out)[: -self.cfg.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
-        self.acc.wait_for_everyone()
+        if self.last_checkpoint != self.state.step:
+            self.last_checkpoint = self.state.step
+            save(self.acc, self.out, self.state, self.position, self.cfg.keep_checkpoints)
 
     def _export(self, target: Path) -> None:
-        """save_pretrained model + processor into `target`, swapped in atomically."""
-        tmp = target.with_name(f".tmp-{target.name}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model = self.acc.unwrap_model(self.model)
-        generation = getattr(model, "generation_config", None)
-        with _inference_settings(model.config, generation):
-            model.save_pretrained(tmp)
-            if generation is not None and not (tmp / "generation_config.json").exists():
-                generation.save_pretrained(tmp)  # a LoRA adapter's save leaves out its decoding settings
-        save_pretrained(tmp, self.processor)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
+        export(self.acc.unwrap_model(self.model), self.processor, target)
 
     def finish(self) -> dict:
         s = self.state
@@ -391,11 +343,7 @@ class _Run:
             if source is None:
                 self._export(self.out / "best")
                 source = self.out / "best"
-            for f in source.iterdir():
-                if f.is_dir():  # e.g. a TTS run's speaker_embeddings/
-                    shutil.copytree(f, self.out / f.name, dirs_exist_ok=True)
-                else:
-                    shutil.copy2(f, self.out / f.name)
+            copy_into(source, self.out)
             evals = [h for h in s.history if "eval" in h and h["step"] == s.best_step]
             metrics.update(best_step=s.best_step, **(evals[-1]["eval"] if evals else {}))
             metrics["audio_seconds_per_second"] = round(s.audio_seconds / max(s.elapsed, 1e-9), 2)
@@ -412,27 +360,6 @@ class _Run:
                 self.writer.close()
         self.acc.wait_for_everyone()
         return metrics
-
-
-@contextmanager
-def _inference_settings(*configs):
-    """Saved models get their KV cache back: gradient checkpointing turns `use_cache` off for training,
-    and a model saved that way decodes every token from scratch (whisper-small: ~10x slower)."""
-    changed = [c for c in configs if c is not None and getattr(c, "use_cache", None) is False]
-    for c in changed:
-        c.use_cache = True
-    try:
-        yield
-    finally:
-        for c in changed:
-            c.use_cache = False
-
-
-def _load_position(checkpoint: Path, rank: int, state: TrainState) -> dict:
-    mine = checkpoint / f"data-rank{rank}.json"
-    if mine.is_file():
-        return json.loads(mine.read_text())
-    return dict(state.position)
 
 
 def _tensorboard(out: Path):

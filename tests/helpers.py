@@ -12,6 +12,22 @@ from pathlib import Path
 SLP = [sys.executable, "-m", "slp_toolkit"]
 
 
+def write_recipe(tmp_path: Path, corpus: Path, **train) -> Path:
+    """A tiny scratch CTC recipe on 8 clips (evaluated on 8): the runs of the loop, resume and fault tests."""
+    settings = {"learning_rate": 3e-3, "max_steps": 40, "eval_every": 10, "batch_seconds": 12, "warmup": 0.1,
+                "num_threads": 1, "log_every": 1, **train}  # fmt: skip
+    text = (
+        "# tiny test recipe\n#   slp train r.yaml\ntask: asr_ctc\n"
+        "model: {init: scratch, preset: tiny, mask_time_prob: 0.0}\n"
+        f"data: {{train: {corpus / 'train'}, eval: {corpus / 'validation'}, max_train_samples: 8, max_eval_samples: 8}}\n"
+        f"train: {json.dumps(settings)}\n"
+        f"output_dir: {tmp_path / 'out'}\n"
+    )
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    return path
+
+
 def losses(out: Path) -> list[float]:
     """The logged training losses of a run, in step order."""
     return [h["loss"] for h in json.loads((out / "history.json").read_text()) if "loss" in h]

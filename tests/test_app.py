@@ -212,3 +212,81 @@ def test_browser_uploads_a_clip_and_reads_the_transcript(app, client, corpus, tm
     assert status.startswith("Transcribed") and transcript == expected and expected.strip()
     assert (tmp_path / "transcribe.png").stat().st_size > 10_000
     print(f"screenshot: {tmp_path / 'transcribe.png'}")
+
+
+# ---------------------------------------------------------------- R4 load, R5 files served
+def test_fifty_concurrent_requests_with_bad_uploads_mixed_in(app, client, ctc_run, corpus, bad_files, capsys):
+    """50 requests from 10 threads, one in five a bad upload: every good one gets `slp transcribe`'s text,
+    every bad one its message, the server keeps serving and its memory stays bounded."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psutil
+    from gradio_client import Client
+
+    good, expected = clips(corpus, 4), {}
+    for clip in good:  # one at a time, as the demo takes them (batched, padding would change a tiny model's text)
+        assert main(["transcribe", str(ctc_run), str(clip), "--json"]) == 0
+        expected[str(clip)] = json.loads(capsys.readouterr().out.splitlines()[-1])["text"]
+    bad = list(bad_files.values())
+    jobs = [
+        (bad[i // 5 % len(bad)], None) if i % 5 == 4 else (good[i % 4], expected[str(good[i % 4])]) for i in range(50)
+    ]
+    me = psutil.Process(os.getpid())  # the app runs in this process
+    client.predict(clip_file(good[0]), api_name="/transcribe")  # warm: the first request loads lazily
+    rss_before = me.memory_info().rss
+
+    def request(job):
+        path, want = job
+        began = time.perf_counter()
+        text, message = Client(app.local_url, verbose=False).predict(clip_file(path), api_name="/transcribe")
+        return time.perf_counter() - began, want, text, message
+
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(request, jobs))
+    rss_after = me.memory_info().rss
+    for _, want, text, message in results:
+        if want is None:
+            assert not text and not message.startswith(("Transcribed", "Error")), message
+        else:
+            assert text == want and message.startswith("Transcribed"), message
+    latency = sorted(r[0] for r in results)
+    print(f"50 requests: p50 {latency[24]:.2f} s, p95 {latency[47]:.2f} s; RSS {rss_before / 2**20:.0f} -> "
+          f"{rss_after / 2**20:.0f} MiB")  # fmt: skip
+    assert rss_after - rss_before < 300 * 2**20
+    assert client.predict(clip_file(good[1]), api_name="/transcribe")[0] == expected[str(good[1])]
+
+
+def test_serves_no_file_outside_its_examples(app, ctc_run, corpus, tmp_path):
+    """Path traversal: the file route answers only for the examples folder (and gradio's own uploads)."""
+    import httpx
+
+    example = clips(corpus, 1)[0].resolve()
+    secret = tmp_path / "secret.env"
+    secret.write_text("HF_TOKEN=hf_not_a_real_token\n")
+    url = app.local_url.rstrip("/")
+    assert httpx.get(f"{url}/gradio_api/file={example}").status_code == 200
+    tries = [
+        secret,
+        Path("/etc/passwd"),
+        ctc_run.resolve() / "model.safetensors",
+        f"{example.parent}/../../../../../../etc/passwd",
+        f"{example.parent}/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+        f"{example.parent}/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+    ]
+    for target in tries:
+        response = httpx.get(f"{url}/gradio_api/file={target}")
+        assert response.status_code in (403, 404), (target, response.status_code)
+        assert "root:" not in response.text and "hf_not_a_real_token" not in response.text
+
+
+def test_an_upload_named_with_dots_lands_in_gradio_temp_dir(app, corpus, tmp_path):
+    import httpx
+
+    url = app.local_url.rstrip("/")
+    data = clips(corpus, 1)[0].read_bytes()
+    response = httpx.post(f"{url}/gradio_api/upload", files={"files": ("../../../../tmp/escaped.flac", data)})
+    assert response.status_code == 200, response.text
+    stored = Path(response.json()[0]).resolve()
+    assert stored.name == "escaped.flac" and not Path("/tmp/escaped.flac").exists()
+    assert stored.read_bytes() == data and ".." not in stored.parts

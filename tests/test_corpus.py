@@ -161,3 +161,13 @@ def test_noise_is_deterministic_and_of_the_asked_length(kind):
     first = _noise(kind, 12345, 16000, np.random.default_rng(0))
     assert first.shape == (12345,) and np.isfinite(first).all() and first.std() > 0
     np.testing.assert_array_equal(first, _noise(kind, 12345, 16000, np.random.default_rng(0)))
+
+
+def test_slp_data_synth_prints_a_short_summary(tmp_path, capsys):
+    """It once printed ~100 lines of JSON; now one line per split and two more, the JSON beside the data."""
+    from slp_toolkit.cli import main
+
+    assert main(["data", "synth", str(tmp_path / "c"), "--n", "20", "--workers", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(SPLITS) + 2 and out[0].startswith("train") and "{" not in "".join(out)
+    assert out[-1].startswith(f"wrote {tmp_path / 'c'}") and (tmp_path / "c" / "summary.json").is_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -79,7 +80,7 @@ def test_overfit_eight_clips_loss_halves(tmp_path, emotion_corpus):
     assert len(config["class_weights"]) == len(labels)
 
 
-def test_output_loads_in_audio_classification_pipeline_and_matches_classify(tmp_path, emotion_corpus, capsys):
+def test_output_loads_in_audio_classification_pipeline_and_matches_classify(tmp_path, emotion_corpus, capsys, caplog):
     assert main(["train", str(write_recipe(tmp_path, emotion_corpus, max_steps=3, eval_every=3))]) == 0
     out = tmp_path / "out"
     clip = sorted((emotion_corpus / "test_unseen").glob("*.flac"))[0]
@@ -103,6 +104,24 @@ def test_output_loads_in_audio_classification_pipeline_and_matches_classify(tmp_
     assert {"wa", "ua", "macro_f1"} <= set(metrics) and any(k.startswith("confusion/") for k in metrics)
     assert 0.0 <= metrics["ua_speaker_norm"] <= 1.0  # the corpus has a speaker column
     assert (out / "eval" / "test_unseen" / "confusion.png").stat().st_size > 1000
+    # a label the model lacks: left out of the evaluation and named, not scored as a certain error
+    import csv
+
+    with (emotion_corpus / "test_unseen" / "metadata.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[0]["label"] = "surprised"
+    for r in rows:
+        r["file_name"] = str(emotion_corpus / "test_unseen" / r["file_name"])
+    odd = tmp_path / "odd.csv"
+    with odd.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with caplog.at_level(logging.WARNING, logger="slp"):
+        assert main(["eval", str(out), "--data", str(odd), "--output-dir", str(tmp_path / "odd")]) == 0
+    assert json.loads((tmp_path / "odd" / "metrics.json").read_text())["n"] == len(rows) - 1
+    line = next(r.getMessage() for r in caplog.records if "rows left out" in r.getMessage())
+    assert "1 of" in line and "a label not among the model's labels" in line and rows[0]["file_name"] in line
 
 
 @pytest.mark.parametrize(

@@ -167,3 +167,20 @@ def test_the_token_never_reaches_a_run_s_outputs(corpus, tmp_path, capsys):
     printed = capsys.readouterr()
     assert (tmp_path / "out" / "checkpoints").is_dir() and any((tmp_path / "out" / "tensorboard").rglob("*"))
     no_token_anywhere(tmp_path, printed.out, printed.err)
+
+
+def test_stray_files_in_the_output_dir_are_never_staged(run_dir, tmp_path):
+    """A user's output dir collects other things: an .env, a token file, caches, notebooks, checkpoints."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / ".env").write_text(f"HF_TOKEN={FAKE_TOKEN}\n")
+    (run / "token").write_text(FAKE_TOKEN)
+    (run / ".cache" / "huggingface").mkdir(parents=True)
+    (run / ".cache" / "huggingface" / "token").write_text(FAKE_TOKEN)
+    (run / "notes.ipynb").write_text("{}")
+    (run / "checkpoints" / "step-0000001").mkdir(parents=True, exist_ok=True)
+    (run / "checkpoints" / "step-0000001" / "optimizer.bin").write_bytes(b"\0" * 10)
+    stage = tmp_path / "stage"
+    assert main(["push", str(run), "--repo-id", "someone/tiny-ctc", "--dry-run", str(stage)]) == 0
+    assert staged(stage) == RUN_FILES | {"README.md"}
+    no_token_anywhere(stage)

@@ -12,24 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import SLP, kill_and_resume, losses, train_two_nodes, train_two_processes
+from helpers import SLP, kill_and_resume, losses, train_two_nodes, train_two_processes, write_recipe
 
 from slp_toolkit.cli import main
-
-
-def write_recipe(tmp_path: Path, corpus: Path, **train) -> Path:
-    settings = {"learning_rate": 3e-3, "max_steps": 40, "eval_every": 10, "batch_seconds": 12, "warmup": 0.1,
-                "num_threads": 1, "log_every": 1, **train}  # fmt: skip
-    text = (
-        "# tiny test recipe\n#   slp train r.yaml\ntask: asr_ctc\n"
-        "model: {init: scratch, preset: tiny, mask_time_prob: 0.0}\n"
-        f"data: {{train: {corpus / 'train'}, eval: {corpus / 'validation'}, max_train_samples: 8, max_eval_samples: 8}}\n"
-        f"train: {json.dumps(settings)}\n"
-        f"output_dir: {tmp_path / 'out'}\n"
-    )
-    path = tmp_path / "r.yaml"
-    path.write_text(text)
-    return path
 
 
 def test_overfit_eight_clips_loss_halves(tmp_path, corpus):

@@ -51,7 +51,8 @@ class Task:
     metrics(predictions, examples) -> dict[str, float]   scores against the examples' references
     compute_loss(model, batch) -> scalar tensor          the training loss (default: model(**batch).loss)
     augment(example, rng) -> example                     training-time only changes (crops, noise...)
-    keep(example, processor) -> bool                     rows the model can use (None: all of them)
+    keep(example, processor) -> bool                     rows the model can use (None: all of them);
+                                                         keep_why says in a few words why others are left out
     summarize(prediction) -> JSON-able                   what predictions.jsonl keeps of a prediction
     report(model, processor, predictions, examples, dir, writer, step)   samples and plots of an evaluation
     preprocess_reads                                     the columns preprocess reads (None: all, audio too);
@@ -78,6 +79,7 @@ class Task:
     compute_loss: Callable[[Any, dict], Any] = model_loss
     augment: Callable[[dict, Any], dict] = no_augment
     keep: Callable[[dict, Any], bool] | None = None
+    keep_why: str = ""
     summarize: Callable[[Any], Any] = as_is
     report: Callable[..., None] | None = None
     preprocess_reads: tuple[str, ...] | None = None
@@ -146,7 +148,13 @@ def load_or_fail(loader: Callable, name: str, what: str, **kwargs) -> Any:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelLoadError(f"cannot load {what} from {name!r}: {first[:300]}") from None
     except (ValueError, KeyError) as err:
-        raise ModelLoadError(f"cannot load {what} from {name!r}: {type(err).__name__}: {str(err)[:300]}") from None
+        if "custom code" in str(err):  # an auto_map to a .py of its own: never run (trust_remote_code stays off)
+            raise ModelLoadError(
+                f"{name}: the model needs its own Python code (auto_map in config.json), which slp_toolkit never "
+                "runs; use a model of a transformers architecture, or convert it to one"
+            ) from None
+        first = " ".join(str(err).split())[:300]
+        raise ModelLoadError(f"cannot load {what} from {name!r}: {type(err).__name__}: {first}") from None
 
 
 _ARCH_TASKS = (

@@ -156,12 +156,61 @@ def collate(examples: list[dict], processor) -> dict:
     return dict(batch)
 
 
+# Long-form input (any clip over LONG_SECONDS): windows of CHUNK_SECONDS that overlap by CONTEXT_SECONDS
+# on each side; each window's logits count only for its middle, so every frame is decided with context
+# on both sides (the pipeline's chunk_length_s / stride_length_s, done on logits before the argmax).
+LONG_SECONDS, CHUNK_SECONDS, CONTEXT_SECONDS = 30.0, 20.0, 2.0
+CHUNKS_PER_BATCH = 4
+
+
 @torch.no_grad()
 def predict(model, processor, examples: list[dict]) -> list[str]:
-    batch = collate([{"audio": e["audio"]} for e in examples], processor)
+    rate = processor.feature_extractor.sampling_rate
+    long = [i for i, e in enumerate(examples) if len(e["audio"]) > LONG_SECONDS * rate]
+    ids: list = [None] * len(examples)
+    short = [i for i in range(len(examples)) if i not in long]
+    if short:
+        logits = _logits(model, processor, [examples[i]["audio"] for i in short])
+        for i, row in zip(short, logits.argmax(-1).cpu().numpy()):
+            ids[i] = row
+    for i in long:
+        ids[i] = long_form_ids(model, processor, examples[i]["audio"])
+    return processor.batch_decode(ids)
+
+
+def _logits(model, processor, waves: list) -> torch.Tensor:
+    batch = collate([{"audio": w} for w in waves], processor)
     device = next(model.parameters()).device
-    logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-    return processor.batch_decode(logits.argmax(-1).cpu().numpy())
+    return model(**{k: v.to(device) for k, v in batch.items()}).logits
+
+
+def windows(n: int, chunk: int, context: int, align: int) -> list[tuple[int, int, int, int]]:
+    """(start, stop, keep_from, keep_to) in samples, all multiples of `align`: the input windows and the
+    part of each whose output counts; the kept parts tile [0, n) exactly once."""
+    step = max(align, (chunk - 2 * context) // align * align)
+    context = context // align * align
+    spans = []
+    for keep_from in range(0, n, step):
+        keep_to = min(keep_from + step, n)
+        spans.append((max(0, keep_from - context), min(n, keep_to + context), keep_from, keep_to))
+    return spans
+
+
+def long_form_ids(model, processor, wave: np.ndarray) -> np.ndarray:
+    """Greedy CTC ids of a clip of any length, window by window (see `windows`)."""
+    import math
+
+    rate = processor.feature_extractor.sampling_rate
+    align = math.prod(getattr(model.config, "conv_stride", (320,)))  # input samples per output frame
+    spans = windows(len(wave), int(CHUNK_SECONDS * rate), int(CONTEXT_SECONDS * rate), align)
+    kept = []
+    for first in range(0, len(spans), CHUNKS_PER_BATCH):
+        group = spans[first : first + CHUNKS_PER_BATCH]
+        logits = _logits(model, processor, [wave[a:b] for a, b, _, _ in group])
+        for row, (a, b, keep_from, keep_to) in zip(logits, group):
+            frames = row[: (b - a) // align]  # the rest is padding
+            kept.append(frames[(keep_from - a) // align : (keep_to - a) // align].argmax(-1).cpu().numpy())
+    return np.concatenate(kept)
 
 
 def metrics(predictions: list[str], examples: list[dict]) -> dict:

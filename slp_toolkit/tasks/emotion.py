@@ -187,6 +187,11 @@ def preprocess(example: dict, processor) -> dict:
     }
 
 
+def keep(example: dict, processor) -> bool:
+    """Rows whose label is one of the model's: no other label can be learnt or predicted."""
+    return str(example["label"]) in processor.label2id
+
+
 def augment(example: dict, rng) -> dict:
     """Speed perturbation (a random factor in 1 ± `speed_perturb`), then a random window of
     `crop_samples` from a longer clip."""
@@ -314,5 +319,7 @@ TASK = register(
         compute_loss=compute_loss,
         augment=augment,
         augment_changes_label=("speed",),
+        keep=keep,
+        keep_why="a label not among the model's labels",
     )
 )

@@ -334,6 +334,7 @@ TASK = register(
         lora_targets=("q_proj", "v_proj"),
         audio_is_input=False,
         keep=keep,
+        keep_why="a speaker without a vector, or text it cannot speak",
         summarize=summarize,
         report=report,
     )
