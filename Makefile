@@ -54,8 +54,10 @@ lint: setup
 format: setup
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
+# training vs a Trainer with group_by_length (its docs' setting), then inference vs pipeline(): ~25 min, alone
 bench: setup
-	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/train_throughput.py --trainer-group-by-length --wait-idle 600
+	$(BIN)/python benchmarks/inference.py --wait-idle 600
 
 bench-data: setup
 	$(BIN)/python benchmarks/data_scale.py

@@ -112,7 +112,11 @@ def cmd_eval(args) -> int:
     from slp_toolkit.evaluate import prepare
 
     ds = prepare(ds, task, processor)
-    metrics, predictions = evaluate_split(task, model, processor, ds, args.batch_seconds)
+    decoding = _decoding(task, args.model, processor, args)
+    metrics, predictions = evaluate_split(decoding, model, processor, ds, args.batch_seconds)
+    if decoding is not task:  # beam search: the greedy scores beside it, so the LM's gain is in one table
+        greedy, _ = evaluate_split(task, model, processor, ds, args.batch_seconds)
+        metrics.update({f"{k}_greedy": v for k, v in greedy.items() if "/" not in k and k != "n"})
     out = Path(args.output_dir or Path(args.model) / "eval" / _split_name(args.data))
     out.mkdir(parents=True, exist_ok=True)
     write_metrics(metrics, out / "metrics.json")
@@ -143,7 +147,8 @@ def cmd_transcribe(args) -> int:
     began = time.perf_counter()
     rows, ds, failed = _read_inputs(args.inputs, _rate(processor))
     compute: list[float] = []
-    predictions = predict_split(task, model, processor, ds, args.batch_seconds, compute=compute)
+    decoding = _decoding(task, args.model, processor, args)
+    predictions = predict_split(decoding, model, processor, ds, args.batch_seconds, compute=compute)
     for row, text, seconds in zip(rows, predictions, compute, strict=True):
         if args.json:
             rtf = seconds / max(row["duration"], 1e-9)
@@ -301,6 +306,46 @@ def cmd_push(args) -> int:
 
 
 # ---------------------------------------------------------------- helpers
+def _decoding(task, model_dir: str, processor, args):
+    """The task as is (greedy), or with the beam-search predict `--decoder beam` asks for."""
+    import dataclasses
+
+    if args.decoder == "greedy":
+        if args.lm:
+            raise ConfigError("--lm needs --decoder beam")
+        return task
+    if task.beam is None:
+        raise ConfigError(f"{model_dir}: --decoder beam is for CTC models, not {task.name}")
+    from slp_toolkit.lm import LM_FILE, BeamSettings
+
+    lm = args.lm or (str(Path(model_dir) / LM_FILE) if (Path(model_dir) / LM_FILE).is_file() else None)
+    log.info("beam search (beam %d) %s", args.beam_size, f"with LM {lm} (weight {args.lm_weight:g})" if lm else "")
+    settings = BeamSettings(lm=lm, beam_size=args.beam_size, lm_weight=args.lm_weight, word_bonus=args.word_bonus)
+    return dataclasses.replace(task, predict=task.beam(processor, settings))
+
+
+def cmd_lm_build(args) -> int:
+    from slp_toolkit.lm import LM_FILE, texts_of, write_lm
+    from slp_toolkit.tasks import detect_task
+
+    task = detect_task(args.model)
+    if task.beam is None:
+        raise ConfigError(f"{args.model}: a {task.name} model; an LM is for CTC models' beam search")
+    _, processor = task.load(args.model)
+    out = write_lm(texts_of(args.text), processor.tokenizer.get_vocab(), Path(args.out or Path(args.model) / LM_FILE),
+                   args.order)  # fmt: skip
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, order {args.order}); use it with --decoder beam")
+    return 0
+
+
+def _add_decoder_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy", help="CTC decoding")
+    p.add_argument("--lm", default=None, help="ARPA LM for beam search (default: MODEL/language_model/lm.arpa)")
+    p.add_argument("--beam-size", type=int, default=32)
+    p.add_argument("--lm-weight", type=float, default=1.0, help="LM weight (beam search; tune on validation)")
+    p.add_argument("--word-bonus", type=float, default=0.0, help="score added per word (beam search)")
+
+
 def _read_inputs(inputs: list[str], rate: int):
     """Decode files/dirs for inference; unreadable ones are reported and skipped, not fatal."""
     import datasets
@@ -404,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "test on the held-out one (in MODEL/folds/fold-i); report mean ± std")  # fmt: skip
     p.add_argument("--fold-override", action="append", default=[], metavar="KEY=VALUE",
                    help="recipe override for every fold's training, e.g. train.max_minutes=2 (repeatable)")  # fmt: skip
+    _add_decoder_args(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("transcribe", help="transcribe audio files with a trained ASR model")
@@ -412,7 +458,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-seconds", type=float, default=120.0)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--strict", action="store_true", help="exit 1 if any file was unreadable")
+    _add_decoder_args(p)
     p.set_defaults(func=cmd_transcribe)
+
+    lm = sub.add_parser("lm", help="language models for CTC beam search").add_subparsers(
+        dest="lm_command", required=True
+    )
+    p = lm.add_parser("build", help="a character n-gram LM of a split's transcripts -> MODEL/language_model/lm.arpa")
+    p.add_argument("model", help="the CTC model dir whose tokens the LM is over")
+    p.add_argument("--text", required=True, help="split (audiofolder, manifest) whose transcripts to use, or a .txt")
+    p.add_argument("--order", type=int, default=6, help="n-gram order (characters)")
+    p.add_argument("--out", default=None, help="default: MODEL/language_model/lm.arpa")
+    p.set_defaults(func=cmd_lm_build)
 
     p = sub.add_parser("classify", help="top-k labels with probabilities from a trained audio classifier")
     p.add_argument("model")

@@ -53,6 +53,8 @@ class Task:
     augment(example, rng) -> example                     training-time only changes (crops, noise...)
     keep(example, processor) -> bool                     rows the model can use (None: all of them);
                                                          keep_why says in a few words why others are left out
+    beam(processor, settings) -> predict                 a beam-search predict (settings: lm.BeamSettings), for
+                                                         `--decoder beam`; None where the task has none
     summarize(prediction) -> JSON-able                   what predictions.jsonl keeps of a prediction
     report(model, processor, predictions, examples, dir, writer, step)   samples and plots of an evaluation
     preprocess_reads                                     the columns preprocess reads (None: all, audio too);
@@ -80,6 +82,7 @@ class Task:
     augment: Callable[[dict, Any], dict] = no_augment
     keep: Callable[[dict, Any], bool] | None = None
     keep_why: str = ""
+    beam: Callable[[Any, Any], Callable] | None = None
     summarize: Callable[[Any], Any] = as_is
     report: Callable[..., None] | None = None
     preprocess_reads: tuple[str, ...] | None = None

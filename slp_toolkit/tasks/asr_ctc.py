@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -165,17 +166,32 @@ CHUNKS_PER_BATCH = 4
 
 @torch.no_grad()
 def predict(model, processor, examples: list[dict]) -> list[str]:
+    """Greedy CTC: the best token of every frame, repeats and blanks removed."""
+    return processor.batch_decode([e.argmax(-1) for e in emissions(model, processor, examples)])
+
+
+@torch.no_grad()
+def emissions(model, processor, examples: list[dict]) -> list[np.ndarray]:
+    """Each example's (frames x vocab) logits, without the frames of its batch padding."""
     rate = processor.feature_extractor.sampling_rate
-    long = [i for i, e in enumerate(examples) if len(e["audio"]) > LONG_SECONDS * rate]
-    ids: list = [None] * len(examples)
-    short = [i for i in range(len(examples)) if i not in long]
+    out: list = [None] * len(examples)
+    short = [i for i, e in enumerate(examples) if len(e["audio"]) <= LONG_SECONDS * rate]
     if short:
-        logits = _logits(model, processor, [examples[i]["audio"] for i in short])
-        for i, row in zip(short, logits.argmax(-1).cpu().numpy()):
-            ids[i] = row
-    for i in long:
-        ids[i] = long_form_ids(model, processor, examples[i]["audio"])
-    return processor.batch_decode(ids)
+        waves = [examples[i]["audio"] for i in short]
+        logits = _logits(model, processor, waves)
+        lengths = _frames(model, [len(w) for w in waves], logits.shape[1])
+        for i, row, n in zip(short, logits, lengths):
+            out[i] = row[:n].float().cpu().numpy()
+    for i in sorted(set(range(len(examples))) - set(short)):
+        out[i] = long_form_logits(model, processor, examples[i]["audio"])
+    return out
+
+
+def _frames(model, samples: list[int], padded: int) -> list[int]:
+    lengths = getattr(model, "_get_feat_extract_output_lengths", None)
+    if lengths is None:
+        return [padded] * len(samples)
+    return [min(padded, int(n)) for n in lengths(torch.tensor(samples))]
 
 
 def _logits(model, processor, waves: list) -> torch.Tensor:
@@ -196,8 +212,9 @@ def windows(n: int, chunk: int, context: int, align: int) -> list[tuple[int, int
     return spans
 
 
-def long_form_ids(model, processor, wave: np.ndarray) -> np.ndarray:
-    """Greedy CTC ids of a clip of any length, window by window (see `windows`)."""
+@torch.no_grad()
+def long_form_logits(model, processor, wave: np.ndarray) -> np.ndarray:
+    """(frames x vocab) logits of a clip of any length, window by window (see `windows`)."""
     import math
 
     rate = processor.feature_extractor.sampling_rate
@@ -209,8 +226,20 @@ def long_form_ids(model, processor, wave: np.ndarray) -> np.ndarray:
         logits = _logits(model, processor, [wave[a:b] for a, b, _, _ in group])
         for row, (a, b, keep_from, keep_to) in zip(logits, group):
             frames = row[: (b - a) // align]  # the rest is padding
-            kept.append(frames[(keep_from - a) // align : (keep_to - a) // align].argmax(-1).cpu().numpy())
+            kept.append(frames[(keep_from - a) // align : (keep_to - a) // align].float().cpu().numpy())
     return np.concatenate(kept)
+
+
+def beam_predictor(processor, settings) -> Callable:
+    """A predict that beam-searches the emissions (with settings.lm, a character n-gram, when given)."""
+    from slp_toolkit.lm import beam_decoder, beam_texts
+
+    decoder = beam_decoder(processor, settings)
+
+    def predict_beam(model, processor, examples: list[dict]) -> list[str]:
+        return beam_texts(decoder, processor, emissions(model, processor, examples))
+
+    return predict_beam
 
 
 def metrics(predictions: list[str], examples: list[dict]) -> dict:
@@ -235,5 +264,6 @@ TASK = register(
         pipeline_tag="automatic-speech-recognition",
         lora_targets=("q_proj", "k_proj", "v_proj", "out_proj"),
         lora_heads=("lm_head",),
+        beam=beam_predictor,
     )
 )
