@@ -96,3 +96,19 @@ def test_package_metadata_builds_without_a_warning(tmp_path):
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Deprecat" not in done.stdout + done.stderr
+
+
+def test_no_unpickling_without_weights_only():
+    """Any torch.load in the package passes weights_only=True; pickle.load(s) is not used at all."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            owner = node.func.value.id if isinstance(node.func.value, ast.Name) else ""
+            safe = any(k.arg == "weights_only" and getattr(k.value, "value", None) is True for k in node.keywords)
+            if (owner == "torch" and node.func.attr == "load" and not safe) or (
+                owner in ("pickle", "dill", "joblib") and node.func.attr in ("load", "loads")
+            ):
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert not found, found
