@@ -307,9 +307,11 @@ def cmd_push(args) -> int:
 
 # ---------------------------------------------------------------- helpers
 def _decoding(task, model_dir: str, processor, args):
-    """The task as is (greedy), or with the beam-search predict `--decoder beam` asks for."""
+    """The task as is (greedy), or with the beam-search predict `--decoder beam` asks for, under bf16
+    autocast when `--precision bf16` asks for it."""
     import dataclasses
 
+    task = _with_precision(task, args.precision)
     if args.decoder == "greedy":
         if args.lm:
             raise ConfigError("--lm needs --decoder beam")
@@ -322,6 +324,27 @@ def _decoding(task, model_dir: str, processor, args):
     log.info("beam search (beam %d) %s", args.beam_size, f"with LM {lm} (weight {args.lm_weight:g})" if lm else "")
     settings = BeamSettings(lm=lm, beam_size=args.beam_size, lm_weight=args.lm_weight, word_bonus=args.word_bonus)
     return dataclasses.replace(task, predict=task.beam(processor, settings))
+
+
+def _with_precision(task, precision: str):
+    """bf16 autocast around the task's predict: ~2x faster on CPUs with AVX512-BF16/AMX and on GPUs,
+    logits within bf16 rounding of fp32 (a near-tie frame may pick another token)."""
+    import dataclasses
+
+    if precision == "fp32":
+        return task
+    import torch
+
+    if not torch.cuda.is_available() and not torch.backends.mkldnn.is_available():
+        raise ConfigError("--precision bf16 needs a GPU or a CPU build of torch with oneDNN")
+    inner = task.predict
+
+    def predict(model, processor, examples):
+        device = next(model.parameters()).device.type
+        with torch.autocast(device, dtype=torch.bfloat16):
+            return inner(model, processor, examples)
+
+    return dataclasses.replace(task, predict=predict)
 
 
 def cmd_lm_build(args) -> int:
@@ -344,6 +367,8 @@ def _add_decoder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam-size", type=int, default=32)
     p.add_argument("--lm-weight", type=float, default=1.0, help="LM weight (beam search; tune on validation)")
     p.add_argument("--word-bonus", type=float, default=0.0, help="score added per word (beam search)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: autocast inference, ~2x faster where the CPU has bf16 (avx512_bf16/AMX) or on a GPU")  # fmt: skip
 
 
 def _read_inputs(inputs: list[str], rate: int):

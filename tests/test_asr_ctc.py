@@ -76,3 +76,16 @@ def test_a_three_minute_file_in_windows_scores_like_one_pass():
            for name, text in (("windows", windowed), ("one pass", one_pass), ("clip by clip", " ".join(clips)))}  # fmt: skip
     print(f"{len(refs)} clips, {len(joined) / rate:.0f} s: CER " + ", ".join(f"{k} {v:.4f}" for k, v in cer.items()))
     assert abs(cer["windows"] - cer["one pass"]) <= 0.02
+
+
+def test_bf16_inference_runs_and_keeps_the_output_shape(ctc_run, corpus, capsys):
+    from slp_toolkit.cli import main
+
+    clips = sorted((corpus / "test").glob("*.flac"))[:3]
+    outputs = {}
+    for precision in ("fp32", "bf16"):
+        assert main(["transcribe", str(ctc_run), *map(str, clips), "--json", "--precision", precision]) == 0
+        outputs[precision] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(outputs["bf16"]) == len(outputs["fp32"]) == 3
+    assert main(["eval", str(ctc_run), "--data", str(corpus / "test"), "--max-samples", "4", "--precision", "bf16",
+                 "--output-dir", str(ctc_run.parent / "bf16_eval")]) == 0  # fmt: skip
