@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from slp_toolkit.config import ConfigError, DataConfig, UserError, load_recipe, missing_paths, recipe_description
+from slp_toolkit.data import sampling_rate
 
 EXIT_USER_ERROR = 2
 log = logging.getLogger("slp")
@@ -107,7 +108,7 @@ def cmd_eval(args) -> int:
         return 0
     task = detect_task(args.model)
     model, processor = task.load(args.model)
-    rate = _rate(processor)
+    rate = sampling_rate(processor)
     ds = load_split(args.data, data_cfg, rate, task.needs, args.max_samples)
     from slp_toolkit.evaluate import prepare
 
@@ -145,7 +146,7 @@ def cmd_transcribe(args) -> int:
     task = detect_task(args.model)
     model, processor = task.load(args.model)
     began = time.perf_counter()
-    rows, ds, failed = _read_inputs(args.inputs, _rate(processor))
+    rows, ds, failed = _read_inputs(args.inputs, sampling_rate(processor))
     compute: list[float] = []
     decoding = _decoding(task, args.model, processor, args)
     predictions = predict_split(decoding, model, processor, ds, args.batch_seconds, compute=compute)
@@ -176,7 +177,7 @@ def cmd_classify(args) -> int:
     from slp_toolkit.tasks.emotion import top_k
 
     model, processor = task.load(args.model)
-    rows, ds, failed = _read_inputs(args.inputs, _rate(processor))
+    rows, ds, failed = _read_inputs(args.inputs, sampling_rate(processor))
     ranking = dataclasses.replace(task, predict=partial(top_k, k=args.top_k))
     for row, best in zip(rows, predict_split(ranking, model, processor, ds, args.batch_seconds), strict=True):
         if args.json:
@@ -389,11 +390,6 @@ def _read_inputs(inputs: list[str], rate: int):
     if not rows:
         raise ConfigError(f"{' '.join(inputs)}: no readable audio files")
     return rows, datasets.Dataset.from_list(rows).with_format("numpy"), failed
-
-
-def _rate(processor) -> int:
-    extractor = getattr(processor, "feature_extractor", processor)
-    return int(extractor.sampling_rate)
 
 
 def _refs(ds) -> list[str]:

@@ -26,12 +26,26 @@ from slp_toolkit.config import DataConfig
 from slp_toolkit.manifest import AUDIO_EXTENSIONS, AudioError, DataError, Row, RowSet, iter_rows, row_set
 from slp_toolkit.storage import disk_error
 
-__all__ = ["AUDIO_EXTENSIONS", "AudioError", "DataError", "Row", "iter_rows", "load_split", "read_audio"]
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "AudioError",
+    "DataError",
+    "Row",
+    "iter_rows",
+    "load_split",
+    "read_audio",
+    "sampling_rate",
+]
 
 log = logging.getLogger("slp")
 CACHE_VERSION = "2"
 WRITER_BATCH = 32  # rows per Arrow record batch: bounds what a writer holds (32 x 20 s x 64 kB = 41 MB)
 MIN_ROWS_PER_WORKER = 200  # below this a worker process costs more to start than it saves
+
+
+def sampling_rate(processor) -> int:
+    """The rate a model's processor (or its feature extractor) expects its audio at."""
+    return int(getattr(processor, "feature_extractor", processor).sampling_rate)
 
 
 # ---------------------------------------------------------------- decoding one file

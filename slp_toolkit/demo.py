@@ -74,9 +74,9 @@ class Served:
 
     @property
     def rate(self) -> int:
-        from slp_toolkit.cli import _rate
+        from slp_toolkit.data import sampling_rate
 
-        return _rate(self.processor)
+        return sampling_rate(self.processor)
 
 
 # ---------------------------------------------------------------- which model goes to which tab

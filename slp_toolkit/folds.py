@@ -154,7 +154,9 @@ def _test_fold(task, fold: Recipe, fold_dir: Path, data_cfg: DataConfig, batch_s
     from slp_toolkit.evaluate import evaluate_split, prepare, write_metrics
 
     model, processor = task.load(str(fold_dir))
-    rate = int(getattr(processor, "feature_extractor", processor).sampling_rate)
+    from slp_toolkit.data import sampling_rate
+
+    rate = sampling_rate(processor)
     cfg = dataclasses.replace(
         data_cfg,
         audio_column="audio",

@@ -1,0 +1,64 @@
+"""The package's import graph, lazy imports included: no module imports one that imports it back (the demo
+once took a private helper from the CLI, which imports the demo), and only `__main__` imports the CLI."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).parent.parent / "slp_toolkit"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the package modules it imports anywhere in its body (functions too)."""
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        if "resources" in path.parts:
+            continue
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("slp_toolkit"):
+                edges.add(node.module)
+                base = PACKAGE.joinpath(*node.module.split(".")[1:])
+                edges |= {f"{node.module}.{a.name}" for a in node.names if (base / f"{a.name}.py").is_file()}
+            elif isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names if a.name.startswith("slp_toolkit")}
+        graph[module_name(path)] = edges - {module_name(path)}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    found, done = [], set()
+
+    def visit(node: str, stack: list[str]) -> None:
+        for nxt in sorted(graph.get(node, ())):
+            if nxt in stack:
+                found.append(stack[stack.index(nxt) :] + [nxt])
+            elif nxt in graph and nxt not in done:
+                visit(nxt, [*stack, nxt])
+        done.add(node)
+
+    for start in sorted(graph):
+        if start not in done:
+            visit(start, [start])
+    return found
+
+
+def test_no_import_cycle_anywhere():
+    graph = import_graph()
+    assert "slp_toolkit.demo" in graph and "slp_toolkit.data" in graph["slp_toolkit.cli"]  # the walk works
+    assert cycles(graph) == []
+
+
+def test_only_the_entry_point_imports_the_cli():
+    users = sorted(m for m, edges in import_graph().items() if "slp_toolkit.cli" in edges)
+    assert users == ["slp_toolkit.__main__"]
+
+
+def test_the_cycle_finder_finds_one():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
