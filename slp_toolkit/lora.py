@@ -17,8 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from slp_toolkit.config import ConfigError, LoraConfig
+from slp_toolkit.loading import ModelLoadError
 from slp_toolkit.storage import save_pretrained
-from slp_toolkit.tasks import ModelLoadError, Task
+from slp_toolkit.tasks import Task
 
 log = logging.getLogger("slp")
 

@@ -88,7 +88,7 @@ def hifigan(name: str):
     """A SpeechT5HifiGan from a Hub name or local dir, loaded once per process."""
     from transformers import SpeechT5HifiGan
 
-    from slp_toolkit.tasks import load_or_fail
+    from slp_toolkit.loading import load_or_fail
 
     return load_or_fail(SpeechT5HifiGan.from_pretrained, name, "HiFi-GAN vocoder").eval()
 

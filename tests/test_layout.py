@@ -62,3 +62,13 @@ def test_only_the_entry_point_imports_the_cli():
 
 def test_the_cycle_finder_finds_one():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_the_floors_do_not_import_upwards():
+    """Errors/loading and the data layer sit at the bottom: they never import tasks, the loop or the fronts."""
+    graph = import_graph()
+    assert graph["slp_toolkit.loading"] <= {"slp_toolkit.config"}
+    upper = {"slp_toolkit.tasks", "slp_toolkit.train", "slp_toolkit.cli", "slp_toolkit.demo", "slp_toolkit.evaluate"}
+    for floor in ("slp_toolkit.data", "slp_toolkit.manifest", "slp_toolkit.storage", "slp_toolkit.checkpoint",
+                  "slp_toolkit.loading", "slp_toolkit.tts_audio"):  # fmt: skip
+        assert not {e for e in graph[floor] if any(e == u or e.startswith(u + ".") for u in upper)}, floor
