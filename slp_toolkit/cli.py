@@ -110,7 +110,7 @@ def cmd_eval(args) -> int:
     model, processor = task.load(args.model)
     rate = sampling_rate(processor)
     ds = load_split(args.data, data_cfg, rate, task.needs, args.max_samples)
-    from slp_toolkit.evaluate import prepare
+    from slp_toolkit.prepare import prepare
 
     ds = prepare(ds, task, processor)
     decoding = _decoding(task, args.model, processor, args)

@@ -151,7 +151,8 @@ def _train_fold(fold: Recipe, fold_dir: Path, train_rows: list[dict], test_rows:
 
 def _test_fold(task, fold: Recipe, fold_dir: Path, data_cfg: DataConfig, batch_seconds: float, group) -> dict:
     from slp_toolkit.data import load_split
-    from slp_toolkit.evaluate import evaluate_split, prepare, write_metrics
+    from slp_toolkit.evaluate import evaluate_split, write_metrics
+    from slp_toolkit.prepare import prepare
 
     model, processor = task.load(str(fold_dir))
     from slp_toolkit.data import sampling_rate

@@ -35,9 +35,10 @@ from slp_toolkit.checkpoint import (
 )
 from slp_toolkit.config import Recipe, TrainConfig, UserError, save_recipe
 from slp_toolkit.data import load_split, workers_for
-from slp_toolkit.evaluate import evaluate_split, prepare, usable, write_metrics
+from slp_toolkit.evaluate import evaluate_split, write_metrics
 from slp_toolkit.memory import configure as configure_memory
 from slp_toolkit.memory import trim
+from slp_toolkit.prepare import prepare, usable
 from slp_toolkit.tasks import Task, get_task, model_sampling_rate
 
 log = logging.getLogger("slp")

@@ -12,7 +12,7 @@ from helpers import SLP, kill_and_resume, losses, train_two_processes
 from slp_toolkit.batches import MapBatches, StreamBatches
 from slp_toolkit.config import load_recipe
 from slp_toolkit.data import load_split
-from slp_toolkit.evaluate import prepare
+from slp_toolkit.prepare import prepare
 from slp_toolkit.tasks import get_task
 
 

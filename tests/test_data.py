@@ -227,7 +227,7 @@ def test_preparation_cache_follows_the_task_code(clips, tmp_path):
     import importlib
     import sys
 
-    from slp_toolkit.evaluate import prepare
+    from slp_toolkit.prepare import prepare
     from slp_toolkit.tasks import get_task
 
     folder, names = clips
