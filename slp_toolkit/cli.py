@@ -8,11 +8,18 @@ import logging
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 from slp_toolkit.config import ConfigError, DataConfig, UserError, load_recipe, missing_paths, recipe_description
-from slp_toolkit.data import sampling_rate
+from slp_toolkit.inference import (
+    add_decoder_args,
+    cmd_classify,
+    cmd_eval,
+    cmd_lm_build,
+    cmd_synthesize,
+    cmd_transcribe,
+    split_name,
+)
 
 EXIT_USER_ERROR = 2
 log = logging.getLogger("slp")
@@ -85,126 +92,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
-    from slp_toolkit.config import DataConfig
-    from slp_toolkit.data import column, load_split
-    from slp_toolkit.evaluate import evaluate_split, format_table, write_metrics
-    from slp_toolkit.tasks import detect_task
-
-    data_cfg = DataConfig(
-        text_column=args.text_column,
-        audio_column=args.audio_column,
-        min_seconds=0.0,
-        max_seconds=args.max_seconds,
-        normalize_text=False,
-    )
-    if args.folds:
-        from slp_toolkit.folds import headline, run_folds
-
-        summary = run_folds(args.model, args.data, args.folds, args.fold_override, data_cfg, args.batch_seconds)
-        print(format_table({k: v for k, v in summary.items() if not k.startswith(("confusion/", "support/"))}))
-        print(headline(summary))
-        print(f"metrics written to {Path(args.model) / 'folds' / 'metrics.json'}")
-        return 0
-    task = detect_task(args.model)
-    model, processor = task.load(args.model)
-    rate = sampling_rate(processor)
-    ds = load_split(args.data, data_cfg, rate, task.needs, args.max_samples)
-    from slp_toolkit.prepare import prepare
-
-    ds = prepare(ds, task, processor)
-    decoding = _decoding(task, args.model, processor, args)
-    metrics, predictions = evaluate_split(decoding, model, processor, ds, args.batch_seconds)
-    if decoding is not task:  # beam search: the greedy scores beside it, so the LM's gain is in one table
-        greedy, _ = evaluate_split(task, model, processor, ds, args.batch_seconds)
-        metrics.update({f"{k}_greedy": v for k, v in greedy.items() if "/" not in k and k != "n"})
-    out = Path(args.output_dir or Path(args.model) / "eval" / _split_name(args.data))
-    out.mkdir(parents=True, exist_ok=True)
-    write_metrics(metrics, out / "metrics.json")
-    from slp_toolkit.metrics import confusion_from_metrics
-
-    if (confusion := confusion_from_metrics(metrics)) is not None:  # classifiers: confusion.png too
-        from slp_toolkit.plots import plot_confusion
-
-        plot_confusion(confusion[1], confusion[0], out / "confusion.png")
-    if task.report is not None:
-        from slp_toolkit.evaluate import examples_at
-
-        task.report(model, processor, predictions[:3], examples_at(ds, [0, 1, 2][: len(ds)]), out / "samples")
-    with (out / "predictions.jsonl").open("w") as f:
-        for path, ref, pred in zip(column(ds, "path"), _refs(ds), predictions, strict=True):
-            f.write(json.dumps({"path": str(path), "reference": ref, "prediction": task.summarize(pred)}) + "\n")
-    print(format_table(metrics))
-    print(f"metrics written to {out / 'metrics.json'}")
-    return 0
-
-
-def cmd_transcribe(args) -> int:
-    from slp_toolkit.evaluate import predict_split
-    from slp_toolkit.tasks import detect_task
-
-    task = detect_task(args.model)
-    model, processor = task.load(args.model)
-    began = time.perf_counter()
-    rows, ds, failed = _read_inputs(args.inputs, sampling_rate(processor))
-    compute: list[float] = []
-    decoding = _decoding(task, args.model, processor, args)
-    predictions = predict_split(decoding, model, processor, ds, args.batch_seconds, compute=compute)
-    for row, text, seconds in zip(rows, predictions, compute, strict=True):
-        if args.json:
-            rtf = seconds / max(row["duration"], 1e-9)
-            print(json.dumps({"path": row["path"], "text": text, "audio_seconds": round(row["duration"], 3),
-                              "compute_seconds": round(seconds, 4), "rtf": round(rtf, 4)}, ensure_ascii=False))  # fmt: skip
-        else:
-            print(f"{row['path']}\t{text}")
-    audio, wall = sum(r["duration"] for r in rows), time.perf_counter() - began
-    print(f"transcribed {len(rows)} files ({audio:.1f} s of audio) in {wall:.1f} s: real-time factor "
-          f"{wall / max(audio, 1e-9):.3f} ({audio / max(wall, 1e-9):.1f}x real time){f'; {failed} skipped' if failed else ''}",
-          file=sys.stderr)  # fmt: skip
-    return 1 if failed and args.strict else 0
-
-
-def cmd_classify(args) -> int:
-    import dataclasses
-    from functools import partial
-
-    from slp_toolkit.evaluate import predict_split
-    from slp_toolkit.tasks import detect_task
-
-    task = detect_task(args.model)
-    if task.pipeline_tag != "audio-classification":
-        raise ConfigError(f"{args.model}: a {task.name} model, not an audio classifier (see `slp transcribe`)")
-    from slp_toolkit.tasks.emotion import top_k
-
-    model, processor = task.load(args.model)
-    rows, ds, failed = _read_inputs(args.inputs, sampling_rate(processor))
-    ranking = dataclasses.replace(task, predict=partial(top_k, k=args.top_k))
-    for row, best in zip(rows, predict_split(ranking, model, processor, ds, args.batch_seconds), strict=True):
-        if args.json:
-            print(json.dumps({"path": row["path"], "labels": [{"label": lb, "score": s} for lb, s in best]}))
-        else:
-            print(f"{row['path']}\t" + "  ".join(f"{lb} {s:.3f}" for lb, s in best))
-    return 1 if failed and args.strict else 0
-
-
-def cmd_synthesize(args) -> int:
-    import soundfile as sf
-
-    from slp_toolkit.tasks import detect_task
-
-    task = detect_task(args.model)
-    if task.pipeline_tag != "text-to-speech":
-        raise ConfigError(f"{args.model}: a {task.name} model, not a text-to-speech model")
-    model, processor = task.load(args.model)
-    example = {"text": args.text, "speaker": args.speaker or "", "vocoder": args.vocoder or ""}
-    result = task.predict(model, processor, [example])[0]
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(out, result["audio"], result["sampling_rate"], subtype="PCM_16")
-    print(f"{out}\t{len(result['audio']) / result['sampling_rate']:.2f} s at {result['sampling_rate']} Hz")
-    return 0
-
-
 def cmd_synth(args) -> int:
     from slp_toolkit.corpus import make_corpus
 
@@ -244,7 +131,7 @@ def _data_cfg(args) -> DataConfig:
 def cmd_inspect(args) -> int:
     from slp_toolkit.data_report import format_inspect, inspect_split
 
-    png = Path(args.plot or f"{_split_name(args.split)}_durations.png")
+    png = Path(args.plot or f"{split_name(args.split)}_durations.png")
     info = inspect_split(args.split, _data_cfg(args), args.sampling_rate, png)
     print(json.dumps(info, indent=2, ensure_ascii=False) if args.json else format_inspect(info))
     return 0
@@ -307,118 +194,6 @@ def cmd_push(args) -> int:
 
 
 # ---------------------------------------------------------------- helpers
-def _decoding(task, model_dir: str, processor, args):
-    """The task as is (greedy), or with the beam-search predict `--decoder beam` asks for, under bf16
-    autocast when `--precision bf16` asks for it."""
-    import dataclasses
-
-    task = _with_precision(task, args.precision)
-    if args.decoder == "greedy":
-        if args.lm:
-            raise ConfigError("--lm needs --decoder beam")
-        return task
-    if task.beam is None:
-        raise ConfigError(f"{model_dir}: --decoder beam is for CTC models, not {task.name}")
-    from slp_toolkit.lm import LM_FILE, BeamSettings
-
-    lm = args.lm or (str(Path(model_dir) / LM_FILE) if (Path(model_dir) / LM_FILE).is_file() else None)
-    log.info("beam search (beam %d) %s", args.beam_size, f"with LM {lm} (weight {args.lm_weight:g})" if lm else "")
-    settings = BeamSettings(lm=lm, beam_size=args.beam_size, lm_weight=args.lm_weight, word_bonus=args.word_bonus)
-    return dataclasses.replace(task, predict=task.beam(processor, settings))
-
-
-def _with_precision(task, precision: str):
-    """bf16 autocast around the task's predict: ~2x faster on CPUs with AVX512-BF16/AMX and on GPUs,
-    logits within bf16 rounding of fp32 (a near-tie frame may pick another token)."""
-    import dataclasses
-
-    if precision == "fp32":
-        return task
-    import torch
-
-    if not torch.cuda.is_available() and not torch.backends.mkldnn.is_available():
-        raise ConfigError("--precision bf16 needs a GPU or a CPU build of torch with oneDNN")
-    inner = task.predict
-
-    def predict(model, processor, examples):
-        device = next(model.parameters()).device.type
-        with torch.autocast(device, dtype=torch.bfloat16):
-            return inner(model, processor, examples)
-
-    return dataclasses.replace(task, predict=predict)
-
-
-def cmd_lm_build(args) -> int:
-    from slp_toolkit.lm import LM_FILE, texts_of, write_lm
-    from slp_toolkit.tasks import detect_task
-
-    task = detect_task(args.model)
-    if task.beam is None:
-        raise ConfigError(f"{args.model}: a {task.name} model; an LM is for CTC models' beam search")
-    _, processor = task.load(args.model)
-    out = write_lm(texts_of(args.text), processor.tokenizer.get_vocab(), Path(args.out or Path(args.model) / LM_FILE),
-                   args.order)  # fmt: skip
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, order {args.order}); use it with --decoder beam")
-    return 0
-
-
-def _add_decoder_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy", help="CTC decoding")
-    p.add_argument("--lm", default=None, help="ARPA LM for beam search (default: MODEL/language_model/lm.arpa)")
-    p.add_argument("--beam-size", type=int, default=32)
-    p.add_argument("--lm-weight", type=float, default=1.0, help="LM weight (beam search; tune on validation)")
-    p.add_argument("--word-bonus", type=float, default=0.0, help="score added per word (beam search)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16: autocast inference, ~2x faster where the CPU has bf16 (avx512_bf16/AMX) or on a GPU")  # fmt: skip
-
-
-def _read_inputs(inputs: list[str], rate: int):
-    """Decode files/dirs for inference; unreadable ones are reported and skipped, not fatal."""
-    import datasets
-
-    from slp_toolkit.data import AudioError, read_audio
-
-    rows, failed = [], 0
-    for path in _audio_files(inputs):
-        try:
-            wave = read_audio(path, rate)
-        except AudioError as err:
-            print(f"{path}: skipped ({err})", file=sys.stderr)
-            failed += 1
-            continue
-        rows.append({"audio": wave, "duration": len(wave) / rate, "path": str(path)})
-    if not rows:
-        raise ConfigError(f"{' '.join(inputs)}: no readable audio files")
-    return rows, datasets.Dataset.from_list(rows).with_format("numpy"), failed
-
-
-def _refs(ds) -> list[str]:
-    from slp_toolkit.data import column
-
-    for name in ("raw_text", "text", "label"):
-        if name in ds.column_names:
-            return [str(x) for x in column(ds, name)]
-    return [""] * len(ds)
-
-
-def _split_name(spec: str) -> str:
-    name = Path(spec.split("@")[-1]).name or "data"
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def _audio_files(inputs: list[str]) -> list[Path]:
-    from slp_toolkit.data import AUDIO_EXTENSIONS
-
-    files = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS)
-        else:
-            files.append(p)
-    return files
-
-
 def _quiet_libraries(verbose: bool) -> None:
     """Our own log lines say what happens; the libraries' per-call bars and INFO lines drown them."""
     if verbose:
@@ -470,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "test on the held-out one (in MODEL/folds/fold-i); report mean ± std")  # fmt: skip
     p.add_argument("--fold-override", action="append", default=[], metavar="KEY=VALUE",
                    help="recipe override for every fold's training, e.g. train.max_minutes=2 (repeatable)")  # fmt: skip
-    _add_decoder_args(p)
+    add_decoder_args(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("transcribe", help="transcribe audio files with a trained ASR model")
@@ -479,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-seconds", type=float, default=120.0)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--strict", action="store_true", help="exit 1 if any file was unreadable")
-    _add_decoder_args(p)
+    add_decoder_args(p)
     p.set_defaults(func=cmd_transcribe)
 
     lm = sub.add_parser("lm", help="language models for CTC beam search").add_subparsers(
