@@ -99,14 +99,9 @@ def cmd_classify(args) -> int:
     from functools import partial
 
     from slp_toolkit.evaluate import predict_split
-    from slp_toolkit.tasks import detect_task
-
-    task = detect_task(args.model)
-    if task.pipeline_tag != "audio-classification":
-        raise ConfigError(f"{args.model}: a {task.name} model, not an audio classifier (see `slp transcribe`)")
     from slp_toolkit.tasks.emotion import top_k
 
-    model, processor = task.load(args.model)
+    task, model, processor = _load(args.model, "audio-classification", "an audio classifier (see `slp transcribe`)")
     rows, ds, failed = _read_inputs(args.inputs, sampling_rate(processor))
     ranking = dataclasses.replace(task, predict=partial(top_k, k=args.top_k))
     for row, best in zip(rows, predict_split(ranking, model, processor, ds, args.batch_seconds), strict=True):
@@ -120,12 +115,7 @@ def cmd_classify(args) -> int:
 def cmd_synthesize(args) -> int:
     import soundfile as sf
 
-    from slp_toolkit.tasks import detect_task
-
-    task = detect_task(args.model)
-    if task.pipeline_tag != "text-to-speech":
-        raise ConfigError(f"{args.model}: a {task.name} model, not a text-to-speech model")
-    model, processor = task.load(args.model)
+    task, model, processor = _load(args.model, "text-to-speech", "a text-to-speech model")
     example = {"text": args.text, "speaker": args.speaker or "", "vocoder": args.vocoder or ""}
     result = task.predict(model, processor, [example])[0]
     out = Path(args.output)
@@ -136,6 +126,16 @@ def cmd_synthesize(args) -> int:
 
 
 # ---------------------------------------------------------------- helpers
+def _load(model_dir: str, tag: str, what: str) -> tuple:
+    """(task, model, processor) of a model dir whose task serves `tag`, else one line saying what it is."""
+    from slp_toolkit.tasks import detect_task
+
+    task = detect_task(model_dir)
+    if task.pipeline_tag != tag:
+        raise ConfigError(f"{model_dir}: a {task.name} model, not {what}")
+    return task, *task.load(model_dir)
+
+
 def _decoding(task, model_dir: str, processor, args):
     """The task as is (greedy), or with the beam-search predict `--decoder beam` asks for, under bf16
     autocast when `--precision bf16` asks for it."""
