@@ -201,9 +201,12 @@ def run_ours(spec: dict) -> dict:
     recipe = load_recipe(recipe_file)
 
     # Observation only: note when the loop starts (its first length_batches call, right after the
-    # loop's own clock starts) and ends (_Run.finish), which batches it drew, and the initial weights.
+    # loop's own clock starts) and ends (Run.finish), which batches it drew, and the initial weights.
+    import slp_toolkit.batches as batching
+    from slp_toolkit.run import Run
+
     meter, drawn, init = Meter(), {"durations": None, "batches": []}, {}
-    real_length_batches, real_finish, task = loop.length_batches, loop._Run.finish, get_task("asr_ctc")
+    real_length_batches, real_finish, task = batching.length_batches, Run.finish, get_task("asr_ctc")
 
     def length_batches(durations, *args, **kwargs):
         if meter.t_start is None:
@@ -221,7 +224,7 @@ def run_ours(spec: dict) -> dict:
         init["fingerprint"] = fingerprint(model)
         return model, processor
 
-    loop.length_batches, loop._Run.finish = length_batches, finish
+    batching.length_batches, Run.finish = length_batches, finish
     TASKS["asr_ctc"] = dataclasses.replace(task, build=build)
 
     t_call = time.perf_counter()
