@@ -1,18 +1,18 @@
-"""Training throughput: slp_toolkit's loop against a plain `transformers.Trainer` script.
+"""Training throughput: slp_toolkit's loop against `transformers.Trainer` configured as its docs recommend,
+for asr_ctc (wav2vec2 CTC), asr_seq2seq (Whisper, vs `Seq2SeqTrainer`) and emotion (wav2vec2 classifier).
 
-    python benchmarks/train_throughput.py [--seconds 180] [--batch-seconds 40] [--threads 2]
+    python benchmarks/train_throughput.py [--tasks asr_ctc,asr_seq2seq,emotion] [--seconds 150] [--wait-idle 1200]
 
-Both sides train the same from-scratch wav2vec2 CTC model (`small` preset, same seed; the initial
-weights are hashed and compared) on the same synthetic corpus, with the same audio per batch, learning
-rate schedule and thread count, for the same wall time, one after the other, each in its own process.
-Throughput is audio seconds of real clips per second of training (first step to last, data
-preparation excluded); then each final model is scored on the corpus `test` split. See README.md.
+For each task both sides train the same from-scratch `small` model (same seed; the initial weights are
+hashed and compared) on the same synthetic clips, with the same audio per batch, learning-rate curve and
+thread count, for the same wall time, one after the other, each in its own process. Throughput is audio
+seconds of real clips per second of training (first step to last, data preparation excluded); each
+final model is then scored on the corpus `test` split. The peers are in trainer_peers.py. See README.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import hashlib
 import json
@@ -27,13 +27,31 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 SHARED_CORPUS = Path("/tmp/corpus3000")  # made by `slp data synth /tmp/corpus3000 --n 3000`, if present
 RATE = 16000
-LEARNING_RATE = 1e-3  # recipes/asr/ctc_quickstart.yaml
 SEED = 0
-MASK_TIME_PROB = 0.05
-EVAL_CLIPS = 200
 GOAL = 1.5
+TASKS = ("asr_ctc", "asr_seq2seq", "emotion")
+# The model section of each side's recipe (both sides build the model through it) and what differs per
+# task: learning rate (the scratch recipes'), corpus kind, clips scored, length limits, clips used.
+SETUPS: dict[str, dict] = {
+    "asr_ctc": {
+        "model": {"init": "scratch", "preset": "small", "sampling_rate": RATE, "mask_time_prob": 0.05},
+        "learning_rate": 1e-3, "corpus": "asr", "eval_clips": 200, "data": {},
+    },
+    "asr_seq2seq": {  # the small preset's window is 15 s; a random Whisper decodes slowly: fewer clips scored
+        "model": {"init": "scratch", "preset": "small", "language": "english", "task": "transcribe",
+                  "num_beams": 1, "max_new_tokens": 60},
+        "learning_rate": 1e-3, "corpus": "asr", "eval_clips": 40,
+        "data": {"max_seconds": 15, "max_train_samples": 1500},  # the peer's map stores 480 KB per clip
+    },
+    "emotion": {
+        "model": {"init": "scratch", "family": "wav2vec2", "preset": "small", "sampling_rate": RATE,
+                  "freeze_feature_encoder": False, "class_weights": "none"},  # the peer's loss is unweighted
+        "learning_rate": 1e-3, "corpus": "emotion", "eval_clips": 200, "data": {},
+    },
+}  # fmt: skip
 
 
 # ---------------------------------------------------------------- measuring, inside a child
@@ -120,18 +138,18 @@ def batch_stats(real: list[float], padded: list[float]) -> dict:
     }
 
 
-def score(model_dir: Path, corpus: Path, batch_seconds: float) -> dict:
-    """Greedy-CTC CER/WER of a saved model on the first EVAL_CLIPS clips of the corpus' test split."""
+def score(task_name: str, model_dir: Path, corpus: Path, batch_seconds: float, clips: int) -> dict:
+    """The task's metrics of a saved model on the first `clips` clips of the corpus' test split."""
     from slp_toolkit.config import DataConfig
     from slp_toolkit.data import load_split
     from slp_toolkit.evaluate import evaluate_split
     from slp_toolkit.tasks import get_task
 
-    task = get_task("asr_ctc")
-    test = load_split(str(corpus / "test"), DataConfig(), RATE, task.needs, EVAL_CLIPS)
+    task = get_task(task_name)
+    test = load_split(str(corpus / "test"), DataConfig(), RATE, task.needs, clips)
     model, processor = task.load(str(model_dir))
     metrics, _ = evaluate_split(task, model, processor, test, batch_seconds)
-    return {"cer": metrics["cer"], "wer": metrics["wer"], "eval_clips": len(test)}
+    return {"metric": task.main_metric, "score": metrics[task.main_metric], "eval_clips": len(test)}
 
 
 def _profiled(spec: dict, side: str, fn):
@@ -151,62 +169,58 @@ def _profiled(spec: dict, side: str, fn):
 
 
 # ---------------------------------------------------------------- our side
+def recipe_for(spec: dict, side: str):
+    """The recipe of one side: ours trains from it; the peer builds its model and reads its limits."""
+    import yaml
+
+    from slp_toolkit.config import load_recipe
+
+    setup = SETUPS[spec["task"]]
+    train = {
+        "seed": SEED, "learning_rate": setup["learning_rate"], "batch_seconds": spec["batch_seconds"],
+        "max_minutes": spec["seconds"] / 60, "num_threads": spec["threads"],
+        "eval_every": 10**9,  # no mid-run checkpoint: the Trainer side saves nothing either
+    }  # fmt: skip
+    if side == "ours":
+        train.update(spec["ours"])
+    recipe = {
+        "task": spec["task"], "model": setup["model"],
+        "data": {"train": str(Path(spec["corpus"]) / "train"), **setup["data"]},
+        "train": train, "output_dir": str(Path(spec["work"]) / side),
+    }  # fmt: skip
+    path = Path(spec["work"]) / f"{side}_recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return load_recipe(path)
+
+
 def run_prep(spec: dict) -> dict:
     """Decode (or read back from the cache) the train split the way `train()` will, in its own process,
     so that the one-time decoding is neither in our training window nor in our peak RSS."""
-    from slp_toolkit.config import DataConfig
     from slp_toolkit.data import load_split
+    from slp_toolkit.tasks import get_task
 
-    t = time.perf_counter()
-    ds = load_split(str(Path(spec["corpus"]) / "train"), DataConfig(), RATE, ("text",))
+    recipe, t = recipe_for(spec, "ours"), time.perf_counter()
+    d = recipe.data
+    ds = load_split(d.train, d, RATE, get_task(spec["task"]).needs, d.max_train_samples)
     return {"decode_s": time.perf_counter() - t, "clips": len(ds), "peak_rss_mib": _proc_mib("VmHWM")}
 
 
 def run_ours(spec: dict) -> dict:
     import numpy as np
     import torch
-    import yaml
 
     torch.set_num_threads(spec["threads"])
+    import slp_toolkit.batches as batching
     import slp_toolkit.train as loop
-    from slp_toolkit.config import load_recipe
+    from slp_toolkit.run import Run
     from slp_toolkit.tasks import TASKS, get_task
 
-    out = Path(spec["work"]) / "ours"
-    recipe_file = Path(spec["work"]) / "ours_recipe.yaml"
-    recipe_file.write_text(
-        yaml.safe_dump(
-            {
-                "task": "asr_ctc",
-                "model": {
-                    "init": "scratch",
-                    "preset": "small",
-                    "sampling_rate": RATE,
-                    "mask_time_prob": MASK_TIME_PROB,
-                },
-                "data": {"train": str(Path(spec["corpus"]) / "train")},
-                "train": {
-                    "seed": SEED,
-                    "learning_rate": LEARNING_RATE,
-                    "batch_seconds": spec["batch_seconds"],
-                    "max_minutes": spec["seconds"] / 60,
-                    "num_threads": spec["threads"],
-                    "eval_every": 10**9,  # no mid-run checkpoint: the Trainer side saves nothing either
-                },
-                "output_dir": str(out),
-            },
-            sort_keys=False,
-        )
-    )
-    recipe = load_recipe(recipe_file)
-
+    recipe, task = recipe_for(spec, "ours"), get_task(spec["task"])
+    out = Path(recipe.output_dir)
     # Observation only: note when the loop starts (its first length_batches call, right after the
     # loop's own clock starts) and ends (Run.finish), which batches it drew, and the initial weights.
-    import slp_toolkit.batches as batching
-    from slp_toolkit.run import Run
-
     meter, drawn, init = Meter(), {"durations": None, "batches": []}, {}
-    real_length_batches, real_finish, task = batching.length_batches, Run.finish, get_task("asr_ctc")
+    real_length_batches, real_finish = batching.length_batches, Run.finish
 
     def length_batches(durations, *args, **kwargs):
         if meter.t_start is None:
@@ -225,7 +239,7 @@ def run_ours(spec: dict) -> dict:
         return model, processor
 
     batching.length_batches, Run.finish = length_batches, finish
-    TASKS["asr_ctc"] = dataclasses.replace(task, build=build)
+    TASKS[task.name] = dataclasses.replace(task, build=build)
 
     t_call = time.perf_counter()
     _profiled(spec, "ours", lambda: loop.train(recipe))
@@ -245,100 +259,47 @@ def run_ours(spec: dict) -> dict:
         **batch_stats(real, padded),
         **r,
         "prep": {"setup_s": round(meter.t_start - t_call, 2)},
-        "optimizer": "torch.optim.AdamW (slp_toolkit.train)",
+        "settings": spec["ours"] | {"optimizer": "torch.optim.AdamW(fused=True)"},
         "init_fingerprint": init.get("fingerprint"),
-        **score(out, Path(spec["corpus"]), spec["batch_seconds"]),
+        **score(spec["task"], out, Path(spec["corpus"]), spec["batch_seconds"], SETUPS[spec["task"]]["eval_clips"]),
     }
 
 
 # ---------------------------------------------------------------- the Trainer side
-@dataclasses.dataclass
-class DataCollatorCTCWithPadding:
-    """The collator of transformers' speech-recognition example (not in the library in v5)."""
-
-    processor: Any
-    padding: bool | str = True
-
-    def __call__(self, features: list[dict]) -> dict:
-        import torch
-
-        input_features = [{"input_values": f["input_values"]} for f in features]
-        label_features = [{"input_ids": f["labels"]} for f in features]
-        batch = self.processor.feature_extractor.pad(input_features, padding=self.padding, return_tensors="pt")
-        labels = self.processor.tokenizer.pad(label_features, padding=self.padding, return_tensors="pt")
-        batch["labels"] = labels["input_ids"].masked_fill(labels.attention_mask.ne(1), -100)
-        if "attention_mask" in batch:
-            batch["attention_mask"] = batch["attention_mask"].to(torch.long)
-        return batch
-
-
-class CountingCollator:
-    """Wraps a collator to note the real and padded audio seconds of the batch it just made."""
-
-    def __init__(self, collator) -> None:
-        self.collator, self.last_real, self.last_padded = collator, 0.0, 0.0
-
-    def __call__(self, features: list[dict]) -> dict:
-        lengths = [len(f["input_values"]) for f in features]
-        self.last_real, self.last_padded = sum(lengths) / RATE, max(lengths) * len(lengths) / RATE
-        return self.collator(features)
-
-
 def run_trainer(spec: dict) -> dict:
     import numpy as np
     import torch
 
     torch.set_num_threads(spec["threads"])
-    from datasets import Dataset, Features, List, Value
+    from datasets import Dataset
     from torch.optim.lr_scheduler import LambdaLR
-    from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+    from trainer_peers import PEERS, CountingCollator, read_clips, trainer_classes
+    from transformers import TrainerCallback, set_seed
 
-    from slp_toolkit.config import DataConfig, TrainConfig
-    from slp_toolkit.data import read_audio
-    from slp_toolkit.scratch import build_ctc
-    from slp_toolkit.text import ctc_vocab, normalize_text
+    from slp_toolkit.config import TrainConfig
+    from slp_toolkit.tasks import get_task
     from slp_toolkit.train import lr_factor
 
-    work, split, limits = Path(spec["work"]), Path(spec["corpus"]) / "train", DataConfig()
-    with (split / "metadata.csv").open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-
-    def clips():  # the same clips and targets as our side: same text normaliser, same length limits
-        for row in rows:
-            text, audio = normalize_text(row["transcription"]), read_audio(split / row["file_name"], RATE)
-            if text and limits.min_seconds <= len(audio) / RATE <= limits.max_seconds:
-                yield {"audio": audio, "text": text}
-
+    recipe, task, work = recipe_for(spec, "trainer"), get_task(spec["task"]), Path(spec["work"])
     t0 = time.perf_counter()
-    features = Features({"audio": List(Value("float32")), "text": Value("string")})
-    raw = Dataset.from_generator(clips, features=features, cache_dir=str(work / "hf_datasets"))
+    raw = Dataset.from_generator(lambda: read_clips(recipe, task.needs), cache_dir=str(work / "hf_datasets"))
     t1 = time.perf_counter()
-    vocab, _ = ctc_vocab(raw["text"])
     set_seed(SEED)
-    model, processor = build_ctc(
-        vocab, "small", RATE, mask_time_prob=MASK_TIME_PROB, mask_time_length=10, mask_feature_prob=0.0,
-        mask_feature_length=10, hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
-        feat_proj_dropout=0.0, final_dropout=0.0, layerdrop=0.0,
-    )  # fmt: skip
+    model, processor = task.build(recipe, raw.select_columns([c for c in task.needs if c in raw.column_names]))
     init = fingerprint(model)
-
-    def prepare_dataset(batch):
-        batch["input_values"] = processor(audio=batch["audio"], sampling_rate=RATE).input_values[0]
-        batch["input_length"] = len(batch["input_values"])
-        batch["labels"] = processor(text=batch["text"]).input_ids
-        return batch
-
+    prepare, collator = PEERS[spec["task"]](processor, model)
     audio_as_numpy = raw.with_format("numpy", columns=["audio"], output_all_columns=True)
-    train_ds = audio_as_numpy.map(prepare_dataset, remove_columns=raw.column_names, desc="preprocess")
+    train_ds = audio_as_numpy.map(prepare, remove_columns=["audio"], desc="preprocess")
     t2 = time.perf_counter()
 
     seconds = spec["seconds"]
     mean_clip = float(np.mean(train_ds["input_length"])) / RATE
     batch_size = max(1, round(spec["batch_seconds"] / mean_clip))
-    args = TrainingArguments(
+    trainer_cls, args_cls = trainer_classes(spec["task"])
+    args = args_cls(
         output_dir=str(work / "trainer_out"),
         per_device_train_batch_size=batch_size,
-        learning_rate=LEARNING_RATE,
+        learning_rate=recipe.train.learning_rate,
         max_steps=10**6,  # the wall clock stops the run
         logging_steps=10,
         eval_strategy="no",
@@ -347,14 +308,16 @@ def run_trainer(spec: dict) -> dict:
         dataloader_num_workers=0,
         use_cpu=True,
         seed=SEED,
-        **({"train_sampling_strategy": "group_by_length", "length_column_name": "input_length"}
-           if spec["trainer_group_by_length"] else {}),
-    )  # fmt: skip
-    meter, collator = Meter(), CountingCollator(DataCollatorCTCWithPadding(processor))
+        bf16=spec["trainer_bf16"],
+        remove_unused_columns=False,  # the collators pick their columns; CountingCollator reads input_length
+        train_sampling_strategy="group_by_length",
+        length_column_name="input_length",
+    )
+    meter, counting = Meter(), CountingCollator(collator)
     # A steps-based warmup/decay cannot know how many steps fit in a time budget; follow ours instead:
     # the same function of the fraction of wall time used (10% linear warmup, linear decay).
-    schedule = TrainConfig(learning_rate=LEARNING_RATE, max_minutes=seconds / 60)
-    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    schedule = TrainConfig(learning_rate=recipe.train.learning_rate, max_minutes=seconds / 60)
+    optimizer_cls, optimizer_kwargs = trainer_cls.get_optimizer_cls_and_kwargs(args, model)
     optimizer = optimizer_cls([p for p in model.parameters() if p.requires_grad], **optimizer_kwargs)
     scheduler = LambdaLR(optimizer, lambda _: lr_factor(schedule, meter.elapsed() / seconds))
     real: list[float] = []
@@ -365,21 +328,16 @@ def run_trainer(spec: dict) -> dict:
             meter.begin()
 
         def on_step_end(self, args, state, control, **kwargs):
-            real.append(collator.last_real)
-            padded.append(collator.last_padded)
+            real.append(counting.last_real)
+            padded.append(counting.last_padded)
             if meter.elapsed() >= seconds:
                 meter.stop()
                 control.should_training_stop = True
 
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_ds,
-        data_collator=collator,
-        processing_class=processor,
-        optimizers=(optimizer, scheduler),
-        callbacks=[StopAfter()],
-    )
+    trainer = trainer_cls(
+        model=model, args=args, train_dataset=train_ds, data_collator=counting, processing_class=processor,
+        optimizers=(optimizer, scheduler), callbacks=[StopAfter()],
+    )  # fmt: skip
     _profiled(spec, "trainer", trainer.train)
     meter.stop()
     trainer.save_model(str(work / "trainer"))
@@ -392,35 +350,43 @@ def run_trainer(spec: dict) -> dict:
         "clips_per_batch": batch_size,
         **batch_stats(real, padded),
         **r,
-        "prep": {
-            "decode_s": round(t1 - t0, 2),
-            "map_s": round(t2 - t1, 2),
-            "setup_s": round(meter.t_start - t2, 2),
-        },
-        "optimizer": f"{optimizer_cls.__module__}.{optimizer_cls.__name__} {optimizer_kwargs}",
+        "prep": {"decode_s": round(t1 - t0, 2), "map_s": round(t2 - t1, 2), "setup_s": round(meter.t_start - t2, 2)},
+        "settings": {
+            "optimizer": f"{optimizer_cls.__module__}.{optimizer_cls.__name__} {optimizer_kwargs}",
+            "bf16": spec["trainer_bf16"],
+            "group_by_length": True,
+        },  # fmt: skip
         "init_fingerprint": init,
-        **score(work / "trainer", Path(spec["corpus"]), spec["batch_seconds"]),
+        **score(
+            spec["task"],
+            work / "trainer",
+            Path(spec["corpus"]),
+            spec["batch_seconds"],
+            SETUPS[spec["task"]]["eval_clips"],
+        ),  # fmt: skip
     }
 
 
 # ---------------------------------------------------------------- the parent
-def find_corpus(arg: str | None) -> Path:
+def find_corpus(arg: str | None, kind: str) -> Path:
+    """--corpus / --emotion-corpus, else /tmp/corpus3000 (speech), else a corpus made once in the cache."""
     if arg:
         corpus = Path(arg)
-    elif (SHARED_CORPUS / "train" / "metadata.csv").is_file():
+    elif kind == "asr" and (SHARED_CORPUS / "train" / "metadata.csv").is_file():
         corpus = SHARED_CORPUS
     else:
         from slp_toolkit.data import cache_root
 
-        corpus = cache_root() / "bench" / "corpus3000"
+        n = 3000 if kind == "asr" else 2000
+        corpus = cache_root() / "bench" / ("corpus3000" if kind == "asr" else "emotion2000")
         if not (corpus / "test" / "metadata.csv").is_file():
             from slp_toolkit.corpus import make_corpus
 
-            print(f"synthesising a 3000-utterance corpus into {corpus} (once; ~1 min on 2 cores)", flush=True)
-            make_corpus(corpus, n=3000, seed=0, overwrite=True)
+            print(f"synthesising a {n}-utterance {kind} corpus into {corpus} (once; ~1 min on 2 cores)", flush=True)
+            make_corpus(corpus, n=n, seed=0, overwrite=True, task="asr" if kind == "asr" else "emotion")
     for split in ("train", "test"):
         if not (corpus / split / "metadata.csv").is_file():
-            sys.exit(f"error: {corpus / split}: no metadata.csv (--corpus takes a `slp data synth` output dir)")
+            sys.exit(f"error: {corpus / split}: no metadata.csv (pass a `slp data synth` output dir)")
     return corpus
 
 
@@ -461,28 +427,72 @@ def wait_idle(limit: float, side: str) -> float:
     return busy
 
 
-def table(sides: dict[str, dict]) -> str:
-    head = f"{'side':<8} {'audio-s/s':>9} {'steps':>6} {'peak RSS MiB':>12} {'(training)':>10} {'CER':>6}"
+def table(results: dict[str, dict]) -> str:
+    head = (f"{'task':<12} {'side':<8} {'audio-s/s':>9} {'steps':>6} {'peak RSS MiB':>12} {'(training)':>10} "
+            f"{'metric':>10} {'ratio':>6}")  # fmt: skip
     lines = [head, "-" * len(head)]
-    for name, r in sides.items():
-        train_peak = r["train_peak_rss_mib"] or float("nan")
-        lines.append(
-            f"{name:<8} {r['audio_s_per_s']:>9.1f} {r['steps']:>6d} {r['peak_rss_mib']:>12.0f} {train_peak:>10.0f}"
-            f" {r['cer']:>6.3f}"
-        )
+    for task, r in results.items():
+        for name, side in r["sides"].items():
+            train_peak = side["train_peak_rss_mib"] or float("nan")
+            ratio = f"{r['ratio']:>6.2f}" if name == "ours" else ""
+            lines.append(
+                f"{task:<12} {name:<8} {side['audio_s_per_s']:>9.1f} {side['steps']:>6d} {side['peak_rss_mib']:>12.0f}"
+                f" {train_peak:>10.0f} {side['metric'][:4]:>4} {side['score']:.3f} {ratio}"
+            )
     return "\n".join(lines)
+
+
+def bench_task(task: str, args, corpus: Path, work: Path, out: Path) -> dict:
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    ours = {"mixed_precision": args.precision, "compile": not args.no_compile,
+            "trim_memory_mb": args.trim_memory_mb}  # fmt: skip
+    spec = {
+        "task": task, "corpus": str(corpus.resolve()), "seconds": args.seconds, "batch_seconds": args.batch_seconds,
+        "threads": args.threads, "work": str(work), "out": str(out), "profile": args.profile, "ours": ours,
+        "trainer_bf16": args.trainer_bf16,
+    }  # fmt: skip
+    print(f"[{task}] corpus {corpus}; {args.seconds:.0f} s per side; ours {ours}; work dir {work}", flush=True)
+    prep = run_child("prep", spec)
+    print(f"  our data: {prep['clips']} train clips decoded or read back in {prep['decode_s']:.1f} s", flush=True)
+    sides = {}
+    for side in ("ours", "trainer"):
+        busy = wait_idle(args.wait_idle, side)
+        print(f"  training '{side}' for {args.seconds:.0f} s ...", flush=True)
+        sides[side] = run_child(side, spec) | {"busy_cores_before": round(busy, 2)}
+    sides["ours"]["prep"]["decode_s"] = round(prep["decode_s"], 2)
+    ratio = sides["ours"]["audio_s_per_s"] / sides["trainer"]["audio_s_per_s"]
+    for name, r in sides.items():
+        prep_text = ", ".join(f"{k} {v:.1f} s" for k, v in r["prep"].items())
+        print(
+            f"  {name:<8} {r['audio_s_per_s']:.1f} audio-s/s; prep ({prep_text}); {r['clips_per_batch']} clips/batch, "
+            f"{r['real_audio_s_per_batch']} s real / {r['padded_audio_s_per_batch']} s padded per batch; "
+            f"CPU {r['cpu_util']:.2f} cores (others {r['other_cores']:.2f})", flush=True)  # fmt: skip
+    return {
+        "sides": sides,
+        "ratio": ratio,
+        "same_init": sides["ours"]["init_fingerprint"] == sides["trainer"]["init_fingerprint"],
+        "disturbed": [name for name, r in sides.items() if r["other_cores"] > 0.2],
+        "config": {k: spec[k] for k in ("corpus", "seconds", "batch_seconds", "threads", "ours", "trainer_bf16")}
+        | {"model": SETUPS[task]["model"], "learning_rate": SETUPS[task]["learning_rate"], "seed": SEED},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seconds", type=float, default=180.0, help="training wall time of each side")
+    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated, from " + ", ".join(TASKS))
+    p.add_argument("--seconds", type=float, default=150.0, help="training wall time of each side")
     p.add_argument("--batch-seconds", type=float, default=40.0, help="audio seconds per batch")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads on both sides")
-    p.add_argument("--corpus", help=f"a `slp data synth` dir (default {SHARED_CORPUS} if present, else cached)")
+    p.add_argument("--corpus", help=f"a `slp data synth` dir for the ASR tasks (default {SHARED_CORPUS} if present)")
+    p.add_argument("--emotion-corpus", help="a `slp data synth --task emotion` dir (default: made once, cached)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_throughput.json"))
     p.add_argument("--profile", action="store_true", help="cProfile each side (slows both; not for timings)")
     p.add_argument("--wait-idle", type=float, default=0, help="wait up to this many seconds for an idle machine")
-    p.add_argument("--trainer-group-by-length", action="store_true", help="Trainer side: group_by_length sampling")
+    p.add_argument("--precision", choices=("no", "bf16"), default="bf16", help="our train.mixed_precision")
+    p.add_argument("--no-compile", action="store_true", help="our side without train.compile")
+    p.add_argument("--trim-memory-mb", type=int, default=None, help="our train.trim_memory_mb (default: off)")
+    p.add_argument("--trainer-bf16", action="store_true", help="the Trainer side with bf16=True too (ablation)")
     p.add_argument("--child", choices=("prep", "ours", "trainer"), help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
@@ -496,53 +506,30 @@ def main(argv: list[str] | None = None) -> int:
 
     from slp_toolkit.data import cache_root
 
-    corpus = find_corpus(args.corpus)
-    work = cache_root() / "bench" / "train_throughput"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        sys.exit(f"error: --tasks: unknown {unknown}; choose from {', '.join(TASKS)}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    spec = {
-        "corpus": str(corpus.resolve()), "seconds": args.seconds, "batch_seconds": args.batch_seconds,
-        "threads": args.threads, "work": str(work), "out": str(out), "profile": args.profile,
-        "trainer_group_by_length": args.trainer_group_by_length,
-    }  # fmt: skip
-    print(f"corpus {corpus}; {args.seconds:.0f} s per side, {args.batch_seconds:g} s batches, "
-          f"{args.threads} threads; work dir {work}", flush=True)  # fmt: skip
-    prep = run_child("prep", spec)
-    print(f"  our data: {prep['clips']} train clips decoded or read back in {prep['decode_s']:.1f} s", flush=True)
-    sides = {}
-    for side in ("ours", "trainer"):
-        busy = wait_idle(args.wait_idle, side)
-        print(f"training '{side}' for {args.seconds:.0f} s ...", flush=True)
-        sides[side] = run_child(side, spec) | {"busy_cores_before": round(busy, 2)}
-    sides["ours"]["prep"]["decode_s"] = round(prep["decode_s"], 2)
-
-    ratio = sides["ours"]["audio_s_per_s"] / sides["trainer"]["audio_s_per_s"]
-    same_init = sides["ours"]["init_fingerprint"] == sides["trainer"]["init_fingerprint"]
+    results = {}
+    for task in tasks:
+        kind = SETUPS[task]["corpus"]
+        corpus = find_corpus(args.corpus if kind == "asr" else args.emotion_corpus, kind)
+        results[task] = bench_task(task, args, corpus, cache_root() / "bench" / "train_throughput" / task, out)
     print()
-    print(table(sides))
-    print(f"\nratio ours/Trainer audio-s/s: {ratio:.2f}  (goal >= {GOAL}: {'met' if ratio >= GOAL else 'NOT met'})")
-    print(f"same initial model on both sides: {'yes' if same_init else 'NO (did slp_toolkit change mid-run?)'}")
-    disturbed = [name for name, r in sides.items() if r["other_cores"] > 0.2]
-    if disturbed:
-        print(f"DISTURBED: other processes used CPU while {' and '.join(disturbed)} trained; rerun on an idle machine")
-    for name, r in sides.items():
-        prep_text = ", ".join(f"{k} {v:.1f} s" for k, v in r["prep"].items())
+    print(table(results))
+    for task, r in results.items():
+        met = "met" if r["ratio"] >= GOAL else "NOT met"
+        same = "same initial model" if r["same_init"] else "DIFFERENT initial models"
         print(
-            f"{name:<8} prep ({prep_text}); {r['clips_per_batch']} clips/batch, "
-            f"{r['real_audio_s_per_batch']} s real / {r['padded_audio_s_per_batch']} s padded audio per batch; "
-            f"CPU use {r['cpu_util']:.2f} cores (others {r['other_cores']:.2f}); {r['threads_in_training']} threads"
+            f"{task}: ratio ours/Trainer {r['ratio']:.2f} (goal >= {GOAL}: {met}); {same}"
+            + (f"; DISTURBED ({', '.join(r['disturbed'])}): rerun on an idle machine" if r["disturbed"] else "")
         )
     report = {
-        "config": {k: spec[k] for k in ("corpus", "seconds", "batch_seconds", "threads", "trainer_group_by_length")}
-        | {"learning_rate": LEARNING_RATE, "seed": SEED, "mask_time_prob": MASK_TIME_PROB, "preset": "small"},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "sides": sides,
-        "ratio_ours_over_trainer": ratio,
+        "tasks": results,
         "goal": GOAL,
-        "same_init": same_init,
-        "disturbed": disturbed,
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     out.write_text(json.dumps(report, indent=2))

@@ -35,6 +35,7 @@ from slp_toolkit.memory import configure as configure_memory
 from slp_toolkit.memory import trim
 from slp_toolkit.prepare import prepare, usable
 from slp_toolkit.run import Run, TrainError, tensorboard
+from slp_toolkit.speed import bf16_supported_on_cpu, compile_front_end
 from slp_toolkit.tasks import get_task, model_sampling_rate
 
 log = logging.getLogger("slp")
@@ -76,6 +77,8 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
         torch.set_num_threads(cfg.num_threads)
     configure_memory(cfg.trim_memory_mb)
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
+    if cfg.mixed_precision == "bf16" and accelerator.device.type == "cpu" and not bf16_supported_on_cpu():
+        log.warning("train.mixed_precision=bf16: this CPU has no native bf16 (avx512_bf16/AMX); expect it slower")
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > accelerator.num_processes:
         # each process would train alone and they would overwrite each other's outputs
@@ -109,10 +112,13 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, out / "recipe.yaml")
         processor.save_pretrained(out)
+    if cfg.compile:
+        compile_front_end(model)
     params = [p for p in model.parameters() if p.requires_grad]
     total = sum(p.numel() for p in model.parameters())
     log.info("model: %s parameters, %s trainable", f"{total:,}", f"{sum(p.numel() for p in params):,}")
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    # fused: one kernel for all parameters (what the Trainer picks on torch >= 2.8); same update as the loop version
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
     model.train()  # from_pretrained returns eval mode: no dropout, SpecAugment or gradient checkpointing
     model, optimizer = accelerator.prepare(model, optimizer)
     state = TrainState()
