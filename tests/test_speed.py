@@ -7,11 +7,10 @@ import json
 
 import pytest
 import torch
+from helpers import write_recipe
 
 from slp_toolkit.scratch import build_ctc
 from slp_toolkit.speed import bf16_supported_on_cpu, compile_front_end
-
-from helpers import write_recipe
 
 VOCAB = list("abcdefghijklmnopqrstuvwxyz' ")
 
@@ -43,7 +42,11 @@ def test_compiled_front_end_matches_eager_and_compiles_once():
     assert len(names) == 3 and all("feature_extractor.conv_layers" in n for n in names)
     assert list(compiled.state_dict()) == keys  # save_pretrained and checkpoints see the same names
     graphs = []
-    for lengths in ([16000, 12000], [9000, 20000, 11000], [24000, 5000]):  # three lengths, two batch sizes (1 is special)
+    for lengths in (
+        [16000, 12000],
+        [9000, 20000, 11000],
+        [24000, 5000],
+    ):  # three lengths, two batch sizes (1 is special)
         want, want_grads = _loss_and_grads(eager, lengths)
         got, got_grads = _loss_and_grads(compiled, lengths)
         assert got == pytest.approx(want, rel=1e-4)
