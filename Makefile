@@ -56,7 +56,7 @@ format: setup
 
 # training vs a Trainer with group_by_length (its docs' setting), then inference vs pipeline(): ~25 min, alone
 bench: setup
-	$(BIN)/python benchmarks/train_throughput.py --trainer-group-by-length --wait-idle 600
+	$(BIN)/python benchmarks/train_throughput.py --wait-idle 600
 	$(BIN)/python benchmarks/inference.py --wait-idle 600
 
 bench-data: setup
