@@ -129,7 +129,7 @@ def main() -> None:
     args = p.parse_args()
     corpus, work = Path(args.corpus), Path(args.work)
     if not (corpus / "train" / "metadata.csv").is_file():
-        from slp_toolkit.corpus import make_corpus
+        from slp_toolkit.synth.corpus import make_corpus
 
         print(f"making the quickstart corpus in {corpus} (4,000 utterances)")
         make_corpus(corpus, n=4000, seed=0)

@@ -171,7 +171,7 @@ def _ctc_peer(twin: Path, recipe: dict):
     import torch
     from transformers import Trainer, Wav2Vec2ForCTC
 
-    from slp_toolkit.scratch import ctc_processor
+    from slp_toolkit.synth.scratch import ctc_processor
     from slp_toolkit.text import ctc_vocab, normalize_text
 
     texts = [normalize_text(c["text"]) for c in clips(Path(SPEC["corpus"]), recipe["data"]["max_seconds"])]
@@ -237,7 +237,7 @@ def main() -> None:
     spec = {"steps": args.steps, "device": args.device, "precision": args.precision, "corpus": str(args.corpus),
             "work": str(args.work), "scale": args.scale}  # fmt: skip
     SPEC.update(spec)
-    from slp_toolkit.twins import write_twin
+    from slp_toolkit.synth.twins import write_twin
 
     twins = {job: write_twin(args.whisper if job == "whisper_lora" else name, args.work / "twins")
              for job, (_, name, _) in JOBS.items()}  # fmt: skip

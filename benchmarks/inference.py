@@ -30,7 +30,7 @@ SIDES = ("ours", "ours_bf16", "per_file", "batched")
 
 
 def twin(root: Path) -> Path:
-    from slp_toolkit.twins import write_twin
+    from slp_toolkit.synth.twins import write_twin
 
     return write_twin("facebook/wav2vec2-base-960h", root)  # kept when already built
 

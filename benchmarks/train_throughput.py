@@ -380,7 +380,7 @@ def find_corpus(arg: str | None, kind: str) -> Path:
         n = 3000 if kind == "asr" else 2000
         corpus = cache_root() / "bench" / ("corpus3000" if kind == "asr" else "emotion2000")
         if not (corpus / "test" / "metadata.csv").is_file():
-            from slp_toolkit.corpus import make_corpus
+            from slp_toolkit.synth.corpus import make_corpus
 
             print(f"synthesising a {n}-utterance {kind} corpus into {corpus} (once; ~1 min on 2 cores)", flush=True)
             make_corpus(corpus, n=n, seed=0, overwrite=True, task="asr" if kind == "asr" else "emotion")

@@ -93,7 +93,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from slp_toolkit.corpus import make_corpus
+    from slp_toolkit.synth.corpus import make_corpus
 
     try:
         summary = make_corpus(
@@ -156,7 +156,7 @@ def cmd_merge(args) -> int:
 
 def cmd_tiny(args) -> int:
     if args.full_size:
-        from slp_toolkit.twins import TWINS, write_twin
+        from slp_toolkit.synth.twins import TWINS, write_twin
 
         names = list(TWINS) if "all" in args.full_size else args.full_size
         unknown = [n for n in names if n not in TWINS]
@@ -165,7 +165,7 @@ def cmd_tiny(args) -> int:
         for name in names:
             print(f"{name}: {write_twin(name, args.out)}", flush=True)
         return 0
-    from slp_toolkit.scratch import write_tiny_checkpoints
+    from slp_toolkit.synth.scratch import write_tiny_checkpoints
 
     for name, path in write_tiny_checkpoints(args.out).items():
         print(f"{name}: {path}")

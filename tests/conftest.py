@@ -39,7 +39,7 @@ def _private_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory):
     """A small synthetic espeak-ng corpus (audiofolder splits), made once per test session."""
-    from slp_toolkit.corpus import make_corpus
+    from slp_toolkit.synth.corpus import make_corpus
 
     out = tmp_path_factory.mktemp("corpus")
     make_corpus(out, n=60, seed=1, workers=1)
@@ -49,7 +49,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def emotion_corpus(tmp_path_factory):
     """A small synthetic emotion corpus (label column: neutral/happy/sad/angry), made once per session."""
-    from slp_toolkit.corpus import TRAIN_VOICES, make_corpus
+    from slp_toolkit.synth.corpus import TRAIN_VOICES, make_corpus
 
     out = tmp_path_factory.mktemp("emotion_corpus")
     # 8 voices, so that each speaks several clips of several emotions, as speaker folds need
@@ -60,7 +60,7 @@ def emotion_corpus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Tiny random-init checkpoints with real processors, written once per test session."""
-    from slp_toolkit.scratch import write_tiny_checkpoints
+    from slp_toolkit.synth.scratch import write_tiny_checkpoints
 
     return write_tiny_checkpoints(tmp_path_factory.mktemp("tiny"))
 

@@ -78,7 +78,7 @@ def test_training_eval_slp_eval_and_pipeline_agree(trained, corpus):
 
 
 def test_labels_carry_the_prefix_and_pad_with_minus_100():
-    from slp_toolkit.scratch import whisper_processor
+    from slp_toolkit.synth.scratch import whisper_processor
 
     processor = whisper_processor("english", "transcribe", chunk_length=8)
     tok = processor.tokenizer
@@ -126,7 +126,7 @@ def test_english_and_basic_normalisers_by_language():
 
 
 def test_a_clip_longer_than_the_window_is_decoded_long_form(corpus):
-    from slp_toolkit.scratch import build_whisper
+    from slp_toolkit.synth.scratch import build_whisper
 
     torch.manual_seed(0)
     model, processor = build_whisper("tiny")

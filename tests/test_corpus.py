@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from slp_toolkit.corpus import (
+from slp_toolkit.synth.corpus import (
     EMOTIONS,
     SPLITS,
     TRAIN_VOICES,
@@ -19,7 +19,7 @@ from slp_toolkit.corpus import (
     make_corpus,
     synthesize,
 )
-from slp_toolkit.sentences import open_words, vocabulary
+from slp_toolkit.synth.sentences import open_words, vocabulary
 
 
 def read_split(root: Path, split: str) -> list[dict]:

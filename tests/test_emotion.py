@@ -16,10 +16,10 @@ import pytest
 import torch
 from helpers import losses
 
-from slp_toolkit import scratch
 from slp_toolkit.cli import main
 from slp_toolkit.config import LoraConfig, recipe_from_dict
 from slp_toolkit.folds import speaker_groups
+from slp_toolkit.synth import scratch
 from slp_toolkit.tasks import get_task
 from slp_toolkit.tasks.emotion import (
     LabelError,

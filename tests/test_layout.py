@@ -72,3 +72,19 @@ def test_the_floors_do_not_import_upwards():
     for floor in ("slp_toolkit.data", "slp_toolkit.manifest", "slp_toolkit.storage", "slp_toolkit.checkpoint",
                   "slp_toolkit.loading", "slp_toolkit.tts_audio", "slp_toolkit.prepare"):  # fmt: skip
         assert not {e for e in graph[floor] if any(e == u or e.startswith(u + ".") for u in upper)}, floor
+
+
+def test_the_synthetic_tooling_sits_apart():
+    """slp_toolkit.synth (corpus, tiny/scratch and twin builders) is tooling: it builds data and models, and
+    never reaches into training, evaluation or serving; of the product only the tasks (model.init: scratch)
+    and the CLI's `data synth` / `tiny` commands use it."""
+    graph = import_graph()
+    synth = {m for m in graph if m.startswith("slp_toolkit.synth.")}
+    assert {"slp_toolkit.synth.corpus", "slp_toolkit.synth.scratch", "slp_toolkit.synth.twins"} <= synth
+    product = {"slp_toolkit.tasks", "slp_toolkit.train", "slp_toolkit.run", "slp_toolkit.cli", "slp_toolkit.demo",
+               "slp_toolkit.evaluate", "slp_toolkit.inference", "slp_toolkit.hub", "slp_toolkit.lora"}  # fmt: skip
+    for module in synth:
+        assert not {e for e in graph[module] if any(e == p or e.startswith(p + ".") for p in product)}, module
+    users = {m for m, edges in graph.items() if m not in synth and edges & synth}
+    assert "slp_toolkit.tasks.asr_ctc" in users and "slp_toolkit.cli" in users  # the walk sees lazy imports
+    assert users <= {"slp_toolkit.cli", "slp_toolkit.synth"} | {m for m in graph if m.startswith("slp_toolkit.tasks.")}

@@ -9,9 +9,9 @@ import pytest
 
 from slp_toolkit.cli import main
 from slp_toolkit.config import DataConfig
-from slp_toolkit.corpus import librispeech_layout
 from slp_toolkit.data import load_split
 from slp_toolkit.manifest import DataError, row_set
+from slp_toolkit.synth.corpus import librispeech_layout
 from slp_toolkit.text import normalize_text
 
 

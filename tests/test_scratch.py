@@ -19,7 +19,7 @@ from transformers import (
     pipeline,
 )
 
-from slp_toolkit import scratch, whisper_vocab
+from slp_toolkit.synth import scratch, whisper_vocab
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,14 @@ import re
 
 import pytest
 
-from slp_toolkit.sentences import WORDS_FILE, _verb_forms, generate_sentences, number_words, open_words, vocabulary
+from slp_toolkit.synth.sentences import (
+    WORDS_FILE,
+    _verb_forms,
+    generate_sentences,
+    number_words,
+    open_words,
+    vocabulary,
+)
 
 
 @pytest.fixture(scope="module")

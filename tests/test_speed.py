@@ -9,8 +9,8 @@ import pytest
 import torch
 from helpers import write_recipe
 
-from slp_toolkit.scratch import build_ctc
 from slp_toolkit.speed import bf16_supported_on_cpu, compile_front_end
+from slp_toolkit.synth.scratch import build_ctc
 
 VOCAB = list("abcdefghijklmnopqrstuvwxyz' ")
 

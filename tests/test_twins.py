@@ -15,7 +15,7 @@ import yaml
 from helpers import SLP
 from safetensors import safe_open
 
-from slp_toolkit.twins import PUBLISHED_MILLIONS, TWINS, WHISPER, WHISPER_SUPPRESS, write_twin
+from slp_toolkit.synth.twins import PUBLISHED_MILLIONS, TWINS, WHISPER, WHISPER_SUPPRESS, write_twin
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2", "CUDA_VISIBLE_DEVICES": ""}
 RECIPES = Path(__file__).parent.parent / "recipes"

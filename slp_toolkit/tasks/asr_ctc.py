@@ -38,7 +38,7 @@ def _config_overrides(cfg: CtcModelConfig, pad_token_id: int, vocab_size: int) -
 
 
 def build(recipe: Recipe, train_ds) -> tuple:
-    from slp_toolkit import scratch
+    from slp_toolkit.synth import scratch
 
     cfg: CtcModelConfig = recipe.model
     texts = column(train_ds, "text")
@@ -74,7 +74,7 @@ def _pretrained_processor(name: str, texts: list[str], sampling_rate: int):
     text when the checkpoint has none (e.g. a self-supervised wav2vec2-base)."""
     from transformers import AutoFeatureExtractor, AutoTokenizer, Wav2Vec2Processor
 
-    from slp_toolkit import scratch
+    from slp_toolkit.synth import scratch
 
     extractor = load_or_fail(AutoFeatureExtractor.from_pretrained, name, "feature extractor")
     try:

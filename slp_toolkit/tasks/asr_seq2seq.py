@@ -1,7 +1,7 @@
 """Task asr_seq2seq: Whisper speech recognition (WhisperForConditionalGeneration).
 
 The model comes from a Hub name (`openai/whisper-tiny`, `-base`, `-small`, `-medium`, `-large-v3`...),
-a local dir, or a scratch preset (`slp_toolkit.scratch.build_whisper`). The recipe's language, task,
+a local dir, or a scratch preset (`slp_toolkit.synth.scratch.build_whisper`). The recipe's language, task,
 beam count and token budget are written into the model's generation config, so evaluation during
 training, `slp eval` and a plain `transformers.pipeline` on the output dir all decode the same way.
 """
@@ -46,7 +46,7 @@ def _config_overrides(cfg: Seq2SeqModelConfig) -> dict:
 
 
 def build(recipe: Recipe, train_ds) -> tuple:
-    from slp_toolkit import scratch
+    from slp_toolkit.synth import scratch
 
     cfg: Seq2SeqModelConfig = recipe.model
     name = cfg.name_or_path or f"scratch:{cfg.preset}"

@@ -84,7 +84,7 @@ def _regularisation(model_type: str, cfg: EmotionModelConfig) -> dict:
 
 
 def build(recipe: Recipe, train_ds) -> tuple:
-    from slp_toolkit import scratch
+    from slp_toolkit.synth import scratch
 
     cfg: EmotionModelConfig = recipe.model
     seen = [str(x) for x in column(train_ds, "label")]

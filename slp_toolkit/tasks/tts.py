@@ -93,8 +93,8 @@ class TtsProcessor:
 
 # ---------------------------------------------------------------- build and load
 def build(recipe: Recipe, train_ds) -> tuple:
-    from slp_toolkit import scratch
     from slp_toolkit.data import cache_root
+    from slp_toolkit.synth import scratch
 
     cfg: TtsModelConfig = recipe.model
     texts = column(train_ds, "raw_text")

@@ -34,8 +34,8 @@ from pathlib import Path
 
 __all__ = ["generate_sentences", "number_words", "open_words", "vocabulary"]
 
-WORDS_FILE = Path(__file__).parent / "resources" / "words.json"
-OPEN_WORDS_FILE = Path(__file__).parent / "resources" / "words_en.txt"
+WORDS_FILE = Path(__file__).parents[1] / "resources" / "words.json"
+OPEN_WORDS_FILE = Path(__file__).parents[1] / "resources" / "words_en.txt"
 MIN_WORDS, MAX_WORDS = 4, 14
 OPEN_SHARE = 0.3  # of sentences from the open-vocabulary templates
 COMMON = 2000  # the most frequent words are never held out: every text has them

@@ -17,7 +17,7 @@ from tokenizers import AddedToken
 from transformers import WhisperTokenizer
 from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
-TIKTOKEN_FILE = Path(__file__).parent / "resources" / "whisper_multilingual.tiktoken.gz"
+TIKTOKEN_FILE = Path(__file__).parents[1] / "resources" / "whisper_multilingual.tiktoken.gz"
 WHISPER_VOCAB_SIZE = 51865
 WHISPER_LANGUAGES = list(LANGUAGES)[:99]  # whisper-tiny..large-v2; v3 adds a 100th (yue)
 _WHISPER_SPECIALS = [

@@ -82,7 +82,7 @@ SPEECHT5_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789
 def wav2vec2_base() -> tuple:
     from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
 
-    from slp_toolkit.scratch import wav2vec2_extractor
+    from slp_toolkit.synth.scratch import wav2vec2_extractor
 
     return Wav2Vec2ForPreTraining(Wav2Vec2Config(**W2V_BASE)), wav2vec2_extractor(return_attention_mask=False)
 
@@ -90,7 +90,7 @@ def wav2vec2_base() -> tuple:
 def wav2vec2_base_960h() -> tuple:
     from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2ForCTC, Wav2Vec2Processor
 
-    from slp_toolkit.scratch import wav2vec2_extractor
+    from slp_toolkit.synth.scratch import wav2vec2_extractor
 
     with tempfile.TemporaryDirectory() as tmp:
         vocab = Path(tmp) / "vocab.json"
@@ -108,7 +108,7 @@ def wav2vec2_base_960h() -> tuple:
 def whisper(size: str) -> tuple:
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-    from slp_toolkit.scratch import WHISPER_TOKEN_SETTINGS, whisper_generation_config, whisper_processor
+    from slp_toolkit.synth.scratch import WHISPER_TOKEN_SETTINGS, whisper_generation_config, whisper_processor
 
     shape = WHISPER[size]
     config = WhisperConfig(
@@ -140,7 +140,7 @@ def whisper(size: str) -> tuple:
 def speecht5_tts() -> tuple:
     from transformers import AddedToken, SpeechT5Config, SpeechT5ForTextToSpeech
 
-    from slp_toolkit.scratch import speecht5_processor
+    from slp_toolkit.synth.scratch import speecht5_processor
 
     processor = speecht5_processor([SPEECHT5_CHARS])
     processor.tokenizer.add_tokens([AddedToken("<mask>", special=True), AddedToken("<ctc_blank>", special=True)])

@@ -48,7 +48,7 @@ from transformers import (
 from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
 
 from slp_toolkit.storage import save_pretrained
-from slp_toolkit.whisper_vocab import WHISPER_EOT_ID, WHISPER_LANGUAGES, WHISPER_VOCAB_SIZE, whisper_tokenizer_dir
+from slp_toolkit.synth.whisper_vocab import WHISPER_EOT_ID, WHISPER_LANGUAGES, WHISPER_VOCAB_SIZE, whisper_tokenizer_dir
 
 # Shapes only; token ids, vocab sizes and loss settings come from the processor in each builder.
 # Both wav2vec2 presets downsample 320x (20 ms frames at 16 kHz) like the pretrained models.

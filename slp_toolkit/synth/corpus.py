@@ -1,6 +1,6 @@
 """Offline synthetic speech corpus: espeak-ng reads generated sentences in many voices.
 
-    from slp_toolkit.corpus import make_corpus
+    from slp_toolkit.synth.corpus import make_corpus
     make_corpus("data/synth_asr", n=3000)                   # ASR audiofolder, about 2 h of audio
     make_corpus("data/synth_emotion", n=2000, task="emotion")
 
@@ -33,8 +33,8 @@ import numpy as np
 import soundfile
 
 from slp_toolkit.augment import colored_noise, generated_rir, mix_at_snr, reverberate
-from slp_toolkit.espeak import LIMITS, available_voices, check_voice, private_library, synthesize
-from slp_toolkit.sentences import generate_sentences, vocabulary
+from slp_toolkit.synth.espeak import LIMITS, available_voices, check_voice, private_library, synthesize
+from slp_toolkit.synth.sentences import generate_sentences, vocabulary
 
 __all__ = ["EMOTIONS", "SPLITS", "TRAIN_VOICES", "UNSEEN_VOICES", "available_voices", "check_voice", "make_corpus"]
 __all__ += ["synthesize"]
@@ -346,7 +346,7 @@ def _readme(summary: dict) -> str:
     rows = [f"| {s} | {summary['utterances'][s]} | {summary['seconds'][s] / 60:.1f} | " for s in SPLITS]
     rows = [row + ", ".join(summary["voices"][s]) + " |" for row, s in zip(rows, SPLITS)]
     noise = summary["noise_snr_db"]
-    template = (Path(__file__).parent / "resources" / "corpus_readme.md").read_text(encoding="utf-8")
+    template = (Path(__file__).parents[1] / "resources" / "corpus_readme.md").read_text(encoding="utf-8")
     return template.format(
         **summary,
         kind="emotion" if summary["task"] == "emotion" else "speech",
