@@ -63,81 +63,40 @@ def progress_of(cfg: TrainConfig, state: TrainState, epochs_done: float) -> floa
 
 def train(recipe: Recipe, resume: bool = False) -> dict:
     """Train `recipe` and export the best model into `recipe.output_dir`; returns its metrics."""
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     task, cfg, out = get_task(recipe.task), recipe.train, Path(recipe.output_dir)
-    found = checkpoints(out)
-    if resume and not found:  # killed before its first checkpoint: nothing to lose by starting over
-        log.warning("%s: no checkpoint yet, so --resume starts the run from step 0", out)
-        resume = False
-    if found and not resume:
-        raise TrainError(f"{out}: already holds checkpoints; pass --resume to continue or pick another output_dir")
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    configure_memory(cfg.trim_memory_mb)
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
-    if cfg.mixed_precision == "bf16" and accelerator.device.type == "cpu" and not bf16_supported_on_cpu():
-        log.warning("train.mixed_precision=bf16: this CPU has no native bf16 (avx512_bf16/AMX); expect it slower")
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched > accelerator.num_processes:
-        # each process would train alone and they would overwrite each other's outputs
-        raise TrainError(
-            f"launched {launched} processes but Accelerate did not join them (no GPU?); "
-            "on a machine without GPUs set ACCELERATE_USE_CPU=1 for a gloo process group"
-        )
+    resume = _resume_wanted(out, resume)
+    accelerator = _accelerator(cfg)
     set_seed(cfg.seed)
-    main = accelerator.is_main_process
-
     rate = model_sampling_rate(recipe.model)
     augment = augmenter_for(recipe.augment, rate, task.audio_is_input, task.augment_changes_label)  # fails early
-    d = recipe.data
-    with accelerator.main_process_first():  # the main process writes the caches, the others then read them
-        if d.streaming:
-            train_ds = stream_metadata(recipe, task.needs)
-        else:
-            train_ds = load_split(d.train, d, rate, task.needs, d.max_train_samples)
-        eval_ds = load_split(d.eval, d, rate, task.needs, d.max_eval_samples) if d.eval else None
-        model, processor = task.build(recipe, train_ds)
-        if not d.streaming:
-            train_ds = prepare(train_ds, task, processor, workers_for(d, len(train_ds)))
-        if eval_ds is not None:
-            eval_ds = usable(eval_ds, task, processor, d.eval)
+    train_ds, eval_ds, model, processor = _data_and_model(recipe, task, accelerator, rate)
     if recipe.lora is not None:
         from slp_toolkit.lora import apply_lora, checkpoint_trainable_only
 
         model = apply_lora(model, recipe.lora, task, out / "base")  # a scratch base is saved there
         checkpoint_trainable_only(accelerator)
+    main = accelerator.is_main_process
     if main:
         out.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, out / "recipe.yaml")
         processor.save_pretrained(out)
-    if cfg.compile:
-        compile_front_end(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    total = sum(p.numel() for p in model.parameters())
-    log.info("model: %s parameters, %s trainable", f"{total:,}", f"{sum(p.numel() for p in params):,}")
-    # fused: one kernel for all parameters (what the Trainer picks on torch >= 2.8); same update as the loop version
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
-    model.train()  # from_pretrained returns eval mode: no dropout, SpecAugment or gradient checkpointing
-    model, optimizer = accelerator.prepare(model, optimizer)
-    state = TrainState()
+    model, optimizer, params = _optimize(model, cfg, accelerator)
+    state, found_at = TrainState(), None
     if resume:
         if main:
             clean_partial(out)
         state, found_at = restore(accelerator, out, strict=recipe.lora is None)
 
-    writer = tensorboard(out) if main else None
     world, rank = accelerator.num_processes, accelerator.process_index
-    if d.streaming:
+    if recipe.data.streaming:
         source = StreamBatches(recipe, rate, task, processor, rank, world)
     else:
         source = MapBatches(train_ds, recipe, rank, world)
-    position = load_position(found_at, rank, state) if resume else {}
+    writer = tensorboard(out) if main else None
     run = Run(task, recipe, accelerator, model, optimizer, processor, eval_ds, state, out, writer)
-    run.position = position
-    start, losses, nonfinite = time.perf_counter() - state.elapsed, [], 0
-    bar = _progress(main, cfg, state)
+    run.position = load_position(found_at, rank, state) if resume else {}
 
     def collated(batch) -> tuple:
         # augmentation randomness is a function of the position, so a resumed run repeats it exactly
@@ -146,7 +105,17 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
         examples = [task.augment(e, rng) for e in batch.examples]
         return batch, task.collate(augment(examples, rng) if augment else examples, processor)
 
-    batches = _ahead(source.run(position), collated) if cfg.prefetch else map(collated, source.run(position))
+    batches = source.run(run.position)
+    batches = _ahead(batches, collated) if cfg.prefetch else map(collated, batches)
+    return _loop(run, source, batches, params)
+
+
+def _loop(run: Run, source, batches: Iterator, params: list) -> dict:
+    """Step until a stop rule holds (run.finished), evaluating and checkpointing when due."""
+    task, cfg, state, accelerator = run.task, run.cfg, run.state, run.acc
+    model, optimizer = run.model, run.optimizer
+    start, losses, nonfinite = time.perf_counter() - state.elapsed, [], 0
+    bar = _progress(accelerator.is_main_process, cfg, state)
     while not run.finished(source.epochs_done(run.position)):
         batch, cpu_inputs = next(batches)
         inputs = {k: v.to(accelerator.device) for k, v in cpu_inputs.items()}
@@ -185,6 +154,66 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
     if bar is not None:
         bar.close()
     return run.finish()
+
+
+def _resume_wanted(out: Path, resume: bool) -> bool:
+    found = checkpoints(out)
+    if resume and not found:  # killed before its first checkpoint: nothing to lose by starting over
+        log.warning("%s: no checkpoint yet, so --resume starts the run from step 0", out)
+        return False
+    if found and not resume:
+        raise TrainError(f"{out}: already holds checkpoints; pass --resume to continue or pick another output_dir")
+    return resume
+
+
+def _accelerator(cfg: TrainConfig):
+    from accelerate import Accelerator
+
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    configure_memory(cfg.trim_memory_mb)
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
+    if cfg.mixed_precision == "bf16" and accelerator.device.type == "cpu" and not bf16_supported_on_cpu():
+        log.warning("train.mixed_precision=bf16: this CPU has no native bf16 (avx512_bf16/AMX); expect it slower")
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > accelerator.num_processes:
+        # each process would train alone and they would overwrite each other's outputs
+        raise TrainError(
+            f"launched {launched} processes but Accelerate did not join them (no GPU?); "
+            "on a machine without GPUs set ACCELERATE_USE_CPU=1 for a gloo process group"
+        )
+    return accelerator
+
+
+def _data_and_model(recipe: Recipe, task, accelerator, rate: int) -> tuple:
+    """(train split, eval split, model, processor), the splits decoded/cached and prepared for the model."""
+    d = recipe.data
+    with accelerator.main_process_first():  # the main process writes the caches, the others then read them
+        if d.streaming:
+            train_ds = stream_metadata(recipe, task.needs)
+        else:
+            train_ds = load_split(d.train, d, rate, task.needs, d.max_train_samples)
+        eval_ds = load_split(d.eval, d, rate, task.needs, d.max_eval_samples) if d.eval else None
+        model, processor = task.build(recipe, train_ds)
+        if not d.streaming:
+            train_ds = prepare(train_ds, task, processor, workers_for(d, len(train_ds)))
+        if eval_ds is not None:
+            eval_ds = usable(eval_ds, task, processor, d.eval)
+    return train_ds, eval_ds, model, processor
+
+
+def _optimize(model, cfg: TrainConfig, accelerator) -> tuple:
+    """(model, optimizer, trainable parameters), prepared by Accelerate, the model in train mode."""
+    if cfg.compile:
+        compile_front_end(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    total = sum(p.numel() for p in model.parameters())
+    log.info("model: %s parameters, %s trainable", f"{total:,}", f"{sum(p.numel() for p in params):,}")
+    # fused: one kernel for all parameters (what the Trainer picks on torch >= 2.8); same update as the loop version
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
+    model.train()  # from_pretrained returns eval mode: no dropout, SpecAugment or gradient checkpointing
+    model, optimizer = accelerator.prepare(model, optimizer)
+    return model, optimizer, params
 
 
 def _update(accelerator, optimizer, loss, params, cfg: TrainConfig) -> bool:
