@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import logging
 import sys
 from collections.abc import Callable
@@ -187,11 +186,9 @@ def transcribe(served: Served, limits: Limits, audio: str | None) -> tuple[str, 
 
 def classify(served: Served, limits: Limits, audio: str | None) -> tuple[dict[str, float], str]:
     """Every label with its probability (`slp classify`'s ranking with k = all labels)."""
-    from slp_toolkit.tasks.emotion import top_k
-
     wave = read_clip(audio, served.rate, limits)
     labels = served.model.config.id2label
-    ranking = dataclasses.replace(served.task, predict=partial(top_k, k=len(labels)))
+    ranking = dataclasses.replace(served.task, predict=partial(served.task.ranked, k=len(labels)))
     best = predict(served, [wave], ranking)[0]
     return {label: score for label, score in best}, f"Classified {len(wave) / served.rate:.1f} s of audio."
 
@@ -212,12 +209,8 @@ def synthesize(served: Served, text: str, speaker: str | None, vocoder: str | No
 
 
 def _tts_choices(served: Served) -> tuple[list[str], list[str]]:
-    module = importlib.import_module(served.task.predict.__module__)
-    speakers = getattr(module, "speakers", None)
-    return (
-        list(speakers(served.model, served.processor)) if speakers else [],
-        list(getattr(module, "VOCODERS", ())),
-    )
+    task = served.task
+    return (list(task.speakers(served.model, served.processor)) if task.speakers else [], list(task.vocoders))
 
 
 # ---------------------------------------------------------------- the page

@@ -99,11 +99,10 @@ def cmd_classify(args) -> int:
     from functools import partial
 
     from slp_toolkit.evaluate import predict_split
-    from slp_toolkit.tasks.emotion import top_k
 
     task, model, processor = _load(args.model, "audio-classification", "an audio classifier (see `slp transcribe`)")
     rows, ds, failed = _read_inputs(args.inputs, sampling_rate(processor))
-    ranking = dataclasses.replace(task, predict=partial(top_k, k=args.top_k))
+    ranking = dataclasses.replace(task, predict=partial(task.ranked, k=args.top_k))
     for row, best in zip(rows, predict_split(ranking, model, processor, ds, args.batch_seconds), strict=True):
         if args.json:
             print(json.dumps({"path": row["path"], "labels": [{"label": lb, "score": s} for lb, s in best]}))

@@ -88,3 +88,13 @@ def test_the_synthetic_tooling_sits_apart():
     users = {m for m, edges in graph.items() if m not in synth and edges & synth}
     assert "slp_toolkit.tasks.asr_ctc" in users and "slp_toolkit.cli" in users  # the walk sees lazy imports
     assert users <= {"slp_toolkit.cli", "slp_toolkit.synth"} | {m for m in graph if m.startswith("slp_toolkit.tasks.")}
+
+
+def test_only_the_registry_imports_a_task_module():
+    """Fronts reach a task through the Task interface (e.g. `task.ranked`, `task.speakers`), never by
+    importing its module: the registry is the one place that names them."""
+    graph = import_graph()
+    modules = {m for m in graph if m.startswith("slp_toolkit.tasks.")}
+    assert "slp_toolkit.tasks.emotion" in modules
+    users = {m for m, edges in graph.items() if edges & modules and not m.startswith("slp_toolkit.tasks")}
+    assert users == set(), users

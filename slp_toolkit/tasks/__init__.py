@@ -53,6 +53,10 @@ class Task:
                                                          keep_why says in a few words why others are left out
     beam(processor, settings) -> predict                 a beam-search predict (settings: lm.BeamSettings), for
                                                          `--decoder beam`; None where the task has none
+    ranked(model, processor, examples, k) -> list       the k best labels with scores per example, for
+                                                         `slp classify` and the demo; None where it has none
+    speakers(model, processor) -> list[str]             voices a synthesis model offers (the demo's choices)
+    vocoders                                             vocoder names a synthesis model takes besides a dir
     summarize(prediction) -> JSON-able                   what predictions.jsonl keeps of a prediction
     report(model, processor, predictions, examples, dir, writer, step)   samples and plots of an evaluation
     preprocess_reads                                     the columns preprocess reads (None: all, audio too);
@@ -81,6 +85,9 @@ class Task:
     keep: Callable[[dict, Any], bool] | None = None
     keep_why: str = ""
     beam: Callable[[Any, Any], Callable] | None = None
+    ranked: Callable[..., list] | None = None
+    speakers: Callable[[Any, Any], list] | None = None
+    vocoders: tuple[str, ...] = ()
     summarize: Callable[[Any], Any] = as_is
     report: Callable[..., None] | None = None
     preprocess_reads: tuple[str, ...] | None = None

@@ -310,6 +310,7 @@ TASK = register(
         preprocess_reads=("label",),
         collate=collate,
         predict=predict,
+        ranked=top_k,
         metrics=metrics,
         main_metric="ua",
         greater_is_better=True,
