@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from slp_toolkit.config import UserError
+from slp_toolkit.errors import UserError
 from slp_toolkit.storage import disk_error, save_pretrained, share
 
 log = logging.getLogger("slp")

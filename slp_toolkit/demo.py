@@ -1,4 +1,5 @@
-"""The Gradio demo: Transcribe, Synthesize and Emotion tabs over trained models. It loads, never trains.
+"""The Gradio demo: one tab per kind of model (each task's `Tab`: Transcribe, Synthesize, Emotion, or a
+task registered from outside the package). It loads, never trains.
 
     slp demo OUTPUT_DIR [OUTPUT_DIR ...]        each model's task (recipe.yaml, adapter config or
                                                 architecture) picks its tab
@@ -9,10 +10,9 @@ model is given for it and its task exists in this version of the package; otherw
 of the page says why it is missing. Transcription takes the path `slp transcribe` takes (read_audio at
 the processor's rate, then predict_split -> task.predict), so both give the same text.
 
-Synthesize talks to the `tts` task through the Task interface only: `task.predict(model, processor,
-[{"text", "speaker", "vocoder"}])` returns one {"audio", "sampling_rate", ...} per example.
-Speaker and vocoder choices come from the task module's optional `speakers(model, processor)` and
-`VOCODERS`.
+A synthesize tab talks to its task through the Task interface only: `task.predict(model, processor,
+[{"text", "speaker", "vocoder"}])` returns one {"audio", "sampling_rate", ...} per example; speaker and
+vocoder choices come from `task.speakers(model, processor)` and `task.vocoders`.
 
 Bad input (no audio, an empty, unreadable, too large or too long file) is answered with a message in
 the tab's Message box; the app keeps serving.
@@ -34,12 +34,7 @@ from slp_toolkit.config import DataConfig, UserError
 
 log = logging.getLogger("slp")
 
-# tab key (also the app.py flag) -> (tab title, the pipeline_tag of the models it serves)
-TABS = {
-    "asr": ("Transcribe", "automatic-speech-recognition"),
-    "tts": ("Synthesize", "text-to-speech"),
-    "emotion": ("Emotion", "audio-classification"),
-}
+KINDS = ("transcribe", "synthesize", "classify")
 BATCH_SECONDS = 120.0  # `slp transcribe`'s default, so batching (and padding) match it
 MAX_TEXT_CHARS = 400
 MAX_EXAMPLES = 4
@@ -79,13 +74,25 @@ class Served:
 
 
 # ---------------------------------------------------------------- which model goes to which tab
+def tabs() -> dict[str, Any]:
+    """Tab key (also the app.py flag) -> its `Tab`, from every task's `tab` (tasks may share one); ordered
+    transcribe, synthesize, classify, then by registration."""
+    from slp_toolkit.tasks import all_tasks
+
+    found: dict[str, Any] = {}
+    for task in sorted(all_tasks(), key=lambda t: KINDS.index(t.tab.kind) if t.tab else len(KINDS)):
+        if task.tab is not None:
+            found.setdefault(task.tab.key, task.tab)
+    return found
+
+
 def route(models: list[str]) -> dict[str, str]:
     """`slp demo DIR...`: the tab of each model, from its task's pipeline_tag."""
     routed: dict[str, str] = {}
     for spec in models:
         tab = _tab_of(spec)
         if tab in routed:
-            raise DemoError(f"{routed[tab]} and {spec} are both {TABS[tab][0]} models; give one per tab")
+            raise DemoError(f"{routed[tab]} and {spec} are both {tabs()[tab].title} models; give one per tab")
         routed[tab] = spec
     return routed
 
@@ -94,36 +101,35 @@ def _tab_of(spec: str) -> str:
     from slp_toolkit.tasks import TaskNotImplementedError, detect_task
 
     try:
-        tag = detect_task(spec).pipeline_tag
+        task = detect_task(spec)
     except TaskNotImplementedError as err:
-        if err.task in TABS:  # tts, emotion: the tab is named after the task; load_models notes it
+        if err.task in tabs():  # a tab named after its task; load_models notes that it is missing
             return err.task
         raise
-    for tab, (_, tab_tag) in TABS.items():
-        if tab_tag == tag:
-            return tab
-    raise DemoError(f"{spec}: the demo has no tab for {tag} models")
+    if task.tab is None:
+        raise DemoError(f"{spec}: the demo has no tab for {task.name} models")
+    return task.tab.key
 
 
 def load_models(specs: dict[str, str | None]) -> tuple[dict[str, Served], list[str]]:
     """Load the model of each tab; a tab whose task this version lacks gets a note instead."""
     from slp_toolkit.tasks import TaskNotImplementedError, detect_task
 
-    tasks, notes = {}, []
+    tasks, notes, known = {}, [], tabs()
     for tab, spec in specs.items():  # every model's task first: a wrong path fails before any loading
         if not spec:
             continue
-        title, tag = TABS[tab]
+        title = known[tab].title if tab in known else tab
         try:
             tasks[tab] = detect_task(spec)
         except TaskNotImplementedError as err:
             notes.append(f"{title}: not available: {err}, so {spec} is not served.")
             continue
-        if tasks[tab].pipeline_tag != tag:
-            raise DemoError(f"--{tab} {spec}: a {tasks[tab].name} ({tasks[tab].pipeline_tag}) model, not a {tag} one")
+        if tasks[tab].tab is None or tasks[tab].tab.key != tab:
+            raise DemoError(f"--{tab} {spec}: a {tasks[tab].name} ({tasks[tab].pipeline_tag}) model, not a {title} one")
     served = {}
     for tab, task in tasks.items():
-        log.info("%s tab: loading %s (task %s)", TABS[tab][0], specs[tab], task.name)
+        log.info("%s tab: loading %s (task %s)", known[tab].title, specs[tab], task.name)
         served[tab] = Served(tab, specs[tab], task, *task.load(specs[tab]))
     return served, notes
 
@@ -228,58 +234,61 @@ def example_inputs(folder: str | None) -> tuple[list[str], list[str]]:
     return [str(r.source.resolve()) for r in rows], [r.fields["text"] for r in rows if r.fields.get("text")]
 
 
-AUDIO_TABS = {"asr": ("Transcribe", "transcribe", ""), "emotion": ("Classify", "classify", None)}  # button, API, empty
-
-
-def _audio_tab(gr, served: Served, limits: Limits, examples: list[str], run: Callable, output) -> None:
+def _audio_tab(gr, served: Served, limits: Limits, examples: list[str], api_name: str) -> None:
     """Upload first: it is what most visitors do (and its file input is what the browser test fills)."""
-    verb, api_name, empty = AUDIO_TABS[served.tab]
+    key = served.tab
+    if served.task.tab.kind == "transcribe":
+        verb, run, empty = "Transcribe", transcribe, ""
+        output = gr.Textbox(label="Transcript", lines=3, elem_id=f"{key}-output", render=False)
+    else:
+        verb, run, empty = "Classify", classify, None
+        output = gr.Label(label="Label probabilities", elem_id=f"{key}-output", render=False)
     audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech: upload or record")
-    button = gr.Button(verb, variant="primary", elem_id=f"{served.tab}-run")
-    result = output()
-    message = gr.Textbox(label="Message", interactive=False, elem_id=f"{served.tab}-message")
+    button = gr.Button(verb, variant="primary", elem_id=f"{key}-run")
+    output.render()
+    message = gr.Textbox(label="Message", interactive=False, elem_id=f"{key}-message")
     button.click(
-        _answer(empty, partial(run, served, limits)), inputs=audio, outputs=[result, message], api_name=api_name
+        _answer(empty, partial(run, served, limits)), inputs=audio, outputs=[output, message], api_name=api_name
     )
     if examples:
         gr.Examples(examples=[[p] for p in examples], inputs=audio, label="Examples")
 
 
 def build_app(served: dict[str, Served], notes: list[str], limits: Limits, examples: tuple = ((), ())):
-    """The Blocks app: a header naming each tab's model, then one tab per served model."""
+    """The Blocks app: a header naming each tab's model, then one tab per served model. Each tab's API
+    is named after its kind (/transcribe, /classify, /synthesize), or tab_kind when two share a kind."""
     import gradio as gr
 
     clips, texts = list(examples[0]), list(examples[1])
-    lines = [f"- **{TABS[tab][0]}**: `{s.source}` (task `{s.task.name}`)" for tab, s in served.items()]
+    lines = [f"- **{s.task.tab.title}**: `{s.source}` (task `{s.task.name}`)" for s in served.values()]
     lines += [f"- {note}" for note in notes]
     lines.append(f"- Uploads: up to {limits.max_mb:g} MB and {limits.max_seconds:g} s of audio.")
+    kinds = [s.task.tab.kind for s in served.values()]
     with gr.Blocks(title="slp_toolkit demo", analytics_enabled=False) as app:
         gr.Markdown("# slp_toolkit demo\n" + "\n".join(lines))
         with gr.Tabs():
-            if "asr" in served:
-                with gr.Tab(TABS["asr"][0], id="asr"):
-                    text = partial(gr.Textbox, label="Transcript", lines=3, elem_id="asr-output")
-                    _audio_tab(gr, served["asr"], limits, clips, transcribe, text)
-            if "tts" in served:
-                with gr.Tab(TABS["tts"][0], id="tts"):
-                    _tts_tab(gr, served["tts"], texts)
-            if "emotion" in served:
-                with gr.Tab(TABS["emotion"][0], id="emotion"):
-                    label = partial(gr.Label, label="Label probabilities", elem_id="emotion-output")
-                    _audio_tab(gr, served["emotion"], limits, clips, classify, label)
+            for tab, s in served.items():
+                kind = s.task.tab.kind
+                api_name = kind if kinds.count(kind) == 1 else f"{tab}_{kind}"
+                with gr.Tab(s.task.tab.title, id=tab):
+                    if kind == "synthesize":
+                        _tts_tab(gr, s, texts, api_name)
+                    else:
+                        _audio_tab(gr, s, limits, clips, api_name)
     return app
 
 
-def _tts_tab(gr, served: Served, texts: list[str]) -> None:
+def _tts_tab(gr, served: Served, texts: list[str], api_name: str) -> None:
     speakers, vocoders = _tts_choices(served)
+    key = served.tab
     text = gr.Textbox(label="Text", lines=2, max_length=MAX_TEXT_CHARS)
     speaker = gr.Dropdown(speakers, value=speakers[0] if speakers else None, label="Speaker", allow_custom_value=True)
     vocoder = gr.Dropdown(vocoders, value=vocoders[0] if vocoders else None, label="Vocoder", allow_custom_value=True)
-    button = gr.Button("Synthesize", variant="primary", elem_id="tts-run")
-    audio = gr.Audio(label="Speech", type="numpy", interactive=False, elem_id="tts-output")
-    message = gr.Textbox(label="Message", interactive=False, elem_id="tts-message")
+    button = gr.Button("Synthesize", variant="primary", elem_id=f"{key}-run")
+    audio = gr.Audio(label="Speech", type="numpy", interactive=False, elem_id=f"{key}-output")
+    message = gr.Textbox(label="Message", interactive=False, elem_id=f"{key}-message")
     fn = _answer(None, partial(synthesize, served))
-    button.click(fn, inputs=[text, speaker, vocoder], outputs=[audio, message], api_name="synthesize")
+    button.click(fn, inputs=[text, speaker, vocoder], outputs=[audio, message], api_name=api_name)
     if texts:
         gr.Examples(examples=[[t] for t in texts], inputs=text, label="Examples")
 
@@ -319,7 +328,9 @@ def add_launch_args(parser: argparse.ArgumentParser) -> None:
 def serve(specs: dict[str, str | None], args: argparse.Namespace, block: bool = True):
     """Load the models, build the page and launch it; returns the running app when `block` is False."""
     if not any(specs.values()):
-        raise DemoError("no model given: pass --asr, --tts or --emotion DIR (or `slp demo DIR...`)")
+        *most, last = [f"--{key}" for key in specs]
+        flags = f"{', '.join(most)} or {last}" if most else last
+        raise DemoError(f"no model given: pass {flags} DIR (or `slp demo DIR...`)")
     if args.max_mb <= 0 or args.max_seconds <= 0 or args.concurrency < 1:
         raise DemoError("--max-mb and --max-seconds must be > 0 and --concurrency >= 1")
     if args.examples and not Path(args.examples).is_dir():
@@ -334,10 +345,8 @@ def serve(specs: dict[str, str | None], args: argparse.Namespace, block: bool = 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description="Gradio demo of slp_toolkit models.")
-    for tab, (title, tag) in TABS.items():
-        parser.add_argument(
-            f"--{tab}", default=None, metavar="MODEL", help=f"{title} tab: a {tag} model dir or Hub name"
-        )
+    for key, tab in tabs().items():
+        parser.add_argument(f"--{key}", default=None, metavar="MODEL", help=f"{tab.title} tab: a model dir or Hub name")
     add_launch_args(parser)
     return parser
 
@@ -346,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        serve({tab: getattr(args, tab) for tab in TABS}, args)
+        serve({key: getattr(args, key) for key in tabs()}, args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

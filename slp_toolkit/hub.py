@@ -190,9 +190,7 @@ def _twin_of(base: str | None) -> str | None:
 
 
 def _usage(run: Run, repo_id: str) -> str:
-    tag = run.task.pipeline_tag
-    calls = {"automatic-speech-recognition": 'pipe("clip.wav")["text"]', "text-to-speech": 'pipe("Hello there.")'}
-    call = calls.get(tag, 'pipe("clip.wav")')
+    tag, call = run.task.pipeline_tag, run.task.usage
     lines = ["```python", "from transformers import pipeline", "", f'pipe = pipeline("{tag}", model="{repo_id}")',
              f"print({call})  # file paths need ffmpeg; a dict of raw/sampling_rate does not", "```"]  # fmt: skip
     if run.is_adapter:
@@ -301,7 +299,7 @@ def stage_space(run: Run, repo_id: str, target: Path) -> None:
     from huggingface_hub import SpaceCardData
 
     tag = run.task.pipeline_tag
-    if tag not in ("automatic-speech-recognition", "audio-classification"):
+    if not run.task.space:
         raise HubError(f"--space: no Space template for {tag} models yet")
     template = (Path(__file__).parent / "resources" / "space_app.py").read_text()
     app = template.replace('"__MODEL_ID__"', json.dumps(repo_id)).replace('"__PIPELINE_TAG__"', json.dumps(tag))

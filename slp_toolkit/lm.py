@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slp_toolkit.config import UserError
+from slp_toolkit.errors import UserError
 
 START, END, UNK = "<s>", "</s>", "<unk>"
 LM_FILE = Path("language_model") / "lm.arpa"

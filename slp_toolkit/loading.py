@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from slp_toolkit.config import UserError
+from slp_toolkit.errors import UserError
 
 
 class ModelLoadError(UserError):

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from slp_toolkit.config import UserError
+from slp_toolkit.errors import UserError
 
 log = logging.getLogger("slp")
 Task = Any  # slp_toolkit.tasks.Task: the data layer does not import the tasks

@@ -13,11 +13,14 @@ import unicodedata
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from slp_toolkit.config import UserError
+from slp_toolkit.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("slp")
 
@@ -64,6 +67,7 @@ def speakable(text: str, vocab: set[str], max_chars: int) -> tuple[str, list[str
 def griffin_lim(log_mel: torch.Tensor, extractor, n_iter: int = 60) -> np.ndarray:
     """Invert SpeechT5 log10-mel frames (T, mels) to audio: least-squares mel -> linear magnitude,
     then Griffin-Lim phase recovery (torchaudio) with the extractor's own window and hop."""
+    import torch
     import torchaudio
 
     filters = torch.as_tensor(np.asarray(extractor.mel_filters), dtype=torch.float32)  # (freqs, mels)
@@ -93,12 +97,14 @@ def hifigan(name: str):
     return load_or_fail(SpeechT5HifiGan.from_pretrained, name, "HiFi-GAN vocoder").eval()
 
 
-@torch.no_grad()
 def vocode(log_mel: torch.Tensor, vocoder: str, extractor) -> np.ndarray:
     if vocoder == GRIFFIN_LIM:
         return griffin_lim(log_mel, extractor)
+    import torch
+
     model = hifigan(vocoder)
-    return model(log_mel.detach().float().cpu()).numpy().astype(np.float32)
+    with torch.no_grad():
+        return model(log_mel.detach().float().cpu()).numpy().astype(np.float32)
 
 
 # ---------------------------------------------------------------- speaker embeddings
@@ -187,6 +193,8 @@ def xvector_vectors(ds, speakers: list[str], cache: Path) -> dict[str, np.ndarra
             "model.speaker_embedding: xvector needs SpeechBrain (pip install speechbrain); or use table/file"
         ) from None
     import hashlib
+
+    import torch
 
     encoder = EncoderClassifier.from_hparams(
         source="speechbrain/spkrec-xvect-voxceleb", savedir=str(cache / "spkrec-xvect-voxceleb")

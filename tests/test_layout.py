@@ -67,7 +67,9 @@ def test_the_cycle_finder_finds_one():
 def test_the_floors_do_not_import_upwards():
     """Errors/loading and the data layer sit at the bottom: they never import tasks, the loop or the fronts."""
     graph = import_graph()
-    assert graph["slp_toolkit.loading"] <= {"slp_toolkit.config"}
+    assert graph["slp_toolkit.errors"] == set() and graph["slp_toolkit.loading"] == {"slp_toolkit.errors"}
+    assert graph["slp_toolkit.schema"] == {"slp_toolkit.errors"}
+    assert graph["slp_toolkit.tasks"] == {"slp_toolkit.loading"}  # the registry: config asks it for model sections
     upper = {"slp_toolkit.tasks", "slp_toolkit.train", "slp_toolkit.cli", "slp_toolkit.demo", "slp_toolkit.evaluate"}
     for floor in ("slp_toolkit.data", "slp_toolkit.manifest", "slp_toolkit.storage", "slp_toolkit.checkpoint",
                   "slp_toolkit.loading", "slp_toolkit.tts_audio", "slp_toolkit.prepare"):  # fmt: skip

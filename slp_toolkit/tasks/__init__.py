@@ -1,20 +1,22 @@
 """The Task interface and its registry. One file per task fills a `Task` and calls `register`.
 
-The training loop, evaluation and the CLI only ever talk to a Task; none of them branch on its name.
+The training loop, evaluation, the CLI, the recipe loader, the demo and the model card only ever talk to
+a Task; none of them branch on its name. A task module must stay light at import (no torch at module
+level: see `no_grad`), because `slp validate` imports it to find the recipe's model section.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from slp_toolkit.config import ModelConfig, Recipe
 from slp_toolkit.loading import ModelLoadError, load_or_fail, refuse_pickle
 
-__all__ = ["ModelLoadError", "Task", "TaskNotImplementedError", "load_or_fail", "refuse_pickle"]
+__all__ = ["ModelLoadError", "Tab", "Task", "TaskNotImplementedError", "load_or_fail", "no_grad", "refuse_pickle"]
 
 
 class TaskNotImplementedError(ModelLoadError):
@@ -35,6 +37,30 @@ def no_augment(example: dict, rng) -> dict:
 
 def as_is(prediction: Any) -> Any:
     return prediction
+
+
+def no_grad(fn: Callable) -> Callable:
+    """`torch.no_grad()` as a decorator that imports torch at the first call, not when the module loads."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@dataclass(frozen=True)
+class Tab:
+    """A task's tab in the demo. `key` is the tab's id and its app.py flag (tasks with one key share the
+    tab: both ASR tasks are --asr); `kind` is the page it shows: audio in and text out (transcribe),
+    audio in and label probabilities out (classify), or text in and audio out (synthesize)."""
+
+    key: str
+    title: str
+    kind: Literal["transcribe", "classify", "synthesize"]
 
 
 @dataclass(frozen=True)
@@ -65,11 +91,20 @@ class Task:
                                                          recipe's augment: section leaves it alone
     augment_changes_label                                augment: kinds that can change the label (emotion:
                                                          speed moves pitch and rate); a recipe using one is warned
+    model_config                                         the dataclass of the recipe's `model:` section
+    validate(recipe, fail)                               the task's own recipe checks, run when the recipe loads
+                                                         (before any data or model); fail(dotted_key, message)
+    architectures                                        name parts of the transformers architectures it trains
+                                                         (config.json `architectures`), for models with no recipe
+    tab                                                  its demo tab (None: the demo does not serve it)
+    usage                                                the call shown in the model card after
+                                                         `pipe = pipeline(pipeline_tag, model=...)`
+    space                                                a Space serving it with plain transformers can be staged
     """
 
     name: str
     needs: tuple[str, ...]
-    build: Callable[[Recipe, Any], tuple[Any, Any]]
+    build: Callable[[Any, Any], tuple[Any, Any]]
     load: Callable[[str], tuple[Any, Any]]
     preprocess: Callable[[dict, Any], dict]
     collate: Callable[[list[dict], Any], dict]
@@ -93,6 +128,12 @@ class Task:
     preprocess_reads: tuple[str, ...] | None = None
     audio_is_input: bool = True
     augment_changes_label: tuple[str, ...] = ()
+    model_config: type = object
+    validate: Callable[[Any, Callable[[str, str], None]], None] | None = None
+    architectures: tuple[str, ...] = ()
+    tab: Tab | None = None
+    usage: str = 'pipe("clip.wav")'
+    space: bool = False
 
 
 TASKS: dict[str, Task] = {}
@@ -106,11 +147,27 @@ def register(task: Task) -> Task:
     return task
 
 
+def task_names() -> tuple[str, ...]:
+    """The built-in tasks, then any registered from outside the package."""
+    return (*_MODULES, *(name for name in TASKS if name not in _MODULES))
+
+
+def all_tasks() -> list[Task]:
+    """Every task this version has (the built-in modules are imported; they are light)."""
+    found = []
+    for name in task_names():
+        try:
+            found.append(get_task(name))
+        except TaskNotImplementedError:
+            continue
+    return found
+
+
 def get_task(name: str) -> Task:
     """Import the task's module on first use (so `slp validate` never imports torch)."""
     if name not in TASKS:
         if name not in _MODULES:
-            raise ModelLoadError(f"unknown task {name!r} (known: {', '.join(_MODULES)})")
+            raise ModelLoadError(f"unknown task {name!r} (known: {', '.join(task_names())})")
         try:
             importlib.import_module(f"slp_toolkit.tasks.{_MODULES[name]}")
         except ModuleNotFoundError as err:
@@ -120,7 +177,7 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-def model_sampling_rate(cfg: ModelConfig) -> int:
+def model_sampling_rate(cfg) -> int:
     """The rate the model expects: the preset's for scratch models, else the feature extractor's."""
     if cfg.init == "scratch":
         return cfg.sampling_rate
@@ -128,16 +185,6 @@ def model_sampling_rate(cfg: ModelConfig) -> int:
 
     extractor = load_or_fail(AutoFeatureExtractor.from_pretrained, cfg.name_or_path, "feature extractor")
     return int(extractor.sampling_rate)
-
-
-_ARCH_TASKS = (
-    ("ForCTC", "asr_ctc"),
-    ("WhisperForConditionalGeneration", "asr_seq2seq"),
-    ("ForSpeechSeq2Seq", "asr_seq2seq"),
-    ("ForTextToSpeech", "tts"),
-    ("ForAudioClassification", "emotion"),
-    ("ForSequenceClassification", "emotion"),
-)
 
 
 def detect_task(model: str) -> Task:
@@ -161,7 +208,7 @@ def detect_task(model: str) -> Task:
 
     config = load_or_fail(AutoConfig.from_pretrained, model, "model config")
     for arch in config.architectures or []:
-        for suffix, name in _ARCH_TASKS:
-            if suffix in arch:
-                return get_task(name)
+        for task in all_tasks():
+            if any(part in arch for part in task.architectures):
+                return task
     raise ModelLoadError(f"{model}: cannot tell which task this model is for (architectures: {config.architectures})")

@@ -5,17 +5,33 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from slp_toolkit.config import CtcModelConfig, Recipe
+from slp_toolkit.config import ModelConfig, Recipe, rule
 from slp_toolkit.data import column
 from slp_toolkit.metrics import asr_metrics
-from slp_toolkit.tasks import ModelLoadError, Task, load_or_fail, register
+from slp_toolkit.synth.presets import CTC_PRESETS, check_preset
+from slp_toolkit.tasks import ModelLoadError, Tab, Task, load_or_fail, no_grad, register
 from slp_toolkit.text import ctc_vocab
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger("slp")
+
+
+@dataclass(frozen=True)
+class CtcModelConfig(ModelConfig):
+    freeze_feature_encoder: bool = False
+    ctc_zero_infinity: bool = True
+    # SpecAugment, applied by the model itself in train mode.
+    mask_time_prob: float = field(default=0.05, metadata=rule(min=0.0, max=1.0))
+    mask_time_length: int = field(default=10, metadata=rule(min=1))
+    mask_feature_prob: float = field(default=0.0, metadata=rule(min=0.0, max=1.0))
+    mask_feature_length: int = field(default=10, metadata=rule(min=1))
 
 
 def _config_overrides(cfg: CtcModelConfig, pad_token_id: int, vocab_size: int) -> dict:
@@ -141,6 +157,8 @@ def _fit_case(text: str, tokenizer) -> str:
 
 
 def collate(examples: list[dict], processor) -> dict:
+    import torch
+
     extractor = processor.feature_extractor
     batch = extractor(
         [np.asarray(e["audio"], dtype=np.float32) for e in examples],
@@ -164,13 +182,13 @@ LONG_SECONDS, CHUNK_SECONDS, CONTEXT_SECONDS = 30.0, 20.0, 2.0
 CHUNKS_PER_BATCH = 4
 
 
-@torch.no_grad()
+@no_grad
 def predict(model, processor, examples: list[dict]) -> list[str]:
     """Greedy CTC: the best token of every frame, repeats and blanks removed."""
     return processor.batch_decode([e.argmax(-1) for e in emissions(model, processor, examples)])
 
 
-@torch.no_grad()
+@no_grad
 def emissions(model, processor, examples: list[dict]) -> list[np.ndarray]:
     """Each example's (frames x vocab) logits, without the frames of its batch padding."""
     rate = processor.feature_extractor.sampling_rate
@@ -188,6 +206,8 @@ def emissions(model, processor, examples: list[dict]) -> list[np.ndarray]:
 
 
 def _frames(model, samples: list[int], padded: int) -> list[int]:
+    import torch
+
     lengths = getattr(model, "_get_feat_extract_output_lengths", None)
     if lengths is None:
         return [padded] * len(samples)
@@ -212,7 +232,7 @@ def windows(n: int, chunk: int, context: int, align: int) -> list[tuple[int, int
     return spans
 
 
-@torch.no_grad()
+@no_grad
 def long_form_logits(model, processor, wave: np.ndarray) -> np.ndarray:
     """(frames x vocab) logits of a clip of any length, window by window (see `windows`)."""
     import math
@@ -248,6 +268,10 @@ def metrics(predictions: list[str], examples: list[dict]) -> dict:
     return asr_metrics(predictions, refs, groups)
 
 
+def validate(recipe: Recipe, fail) -> None:
+    check_preset(recipe.model, CTC_PRESETS, "wav2vec2 CTC", fail)
+
+
 TASK = register(
     Task(
         name="asr_ctc",
@@ -261,6 +285,12 @@ TASK = register(
         metrics=metrics,
         main_metric="cer",
         greater_is_better=False,
+        model_config=CtcModelConfig,
+        validate=validate,
+        architectures=("ForCTC",),
+        tab=Tab("asr", "Transcribe", "transcribe"),
+        usage='pipe("clip.wav")["text"]',
+        space=True,
         pipeline_tag="automatic-speech-recognition",
         lora_targets=("q_proj", "k_proj", "v_proj", "out_proj"),
         lora_heads=("lm_head",),

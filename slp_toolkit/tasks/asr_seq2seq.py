@@ -12,15 +12,18 @@ import importlib.metadata
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
-import torch
 
-from slp_toolkit.config import ConfigError, Recipe, Seq2SeqModelConfig
+from slp_toolkit.config import ConfigError, ModelConfig, Recipe, rule
 from slp_toolkit.data import column
 from slp_toolkit.metrics import asr_metrics
-from slp_toolkit.tasks import ModelLoadError, Task, load_or_fail, register
+from slp_toolkit.synth.presets import WHISPER_PRESETS, check_preset, whisper_window
+from slp_toolkit.tasks import ModelLoadError, Tab, Task, load_or_fail, no_grad, register
 
 log = logging.getLogger("slp")
 
@@ -29,6 +32,19 @@ PREFIX_TOKENS = 4  # <|startoftranscript|><|lang|><|task|><|notimestamps|>
 
 
 # ---------------------------------------------------------------- building and loading
+
+
+@dataclass(frozen=True)
+class Seq2SeqModelConfig(ModelConfig):
+    language: str | None = "english"
+    task: Literal["transcribe", "translate"] = "transcribe"
+    freeze_encoder: bool = False
+    num_beams: int = field(default=1, metadata=rule(min=1))
+    max_new_tokens: int = field(default=128, metadata=rule(min=1))
+    mask_time_prob: float = field(default=0.0, metadata=rule(min=0.0, max=1.0))
+    mask_feature_prob: float = field(default=0.0, metadata=rule(min=0.0, max=1.0))
+
+
 def _config_overrides(cfg: Seq2SeqModelConfig) -> dict:
     return {
         "dropout": cfg.dropout,
@@ -108,10 +124,14 @@ def check_window(recipe: Recipe, processor, name: str) -> None:
     """Whisper's feature extractor silently cuts audio to its window: refuse data that would be cut."""
     window = processor.feature_extractor.chunk_length
     if recipe.data.max_seconds > window:
-        raise ConfigError(
-            f"data.max_seconds is {recipe.data.max_seconds:g} but {name} hears {window} s windows and would "
-            f"silently cut longer clips in training; set data.max_seconds: {window} (longer clips are then dropped)"
-        )
+        raise ConfigError(window_message(recipe.data.max_seconds, window, name))
+
+
+def window_message(max_seconds: float, window: int, name: str) -> str:
+    return (
+        f"data.max_seconds is {max_seconds:g} but {name} hears {window} s windows and would silently cut "
+        f"longer clips in training; set data.max_seconds: {window} (longer clips are then dropped)"
+    )
 
 
 def check_label_lengths(texts: list[str], processor, max_positions: int, name: str) -> None:
@@ -164,6 +184,8 @@ def preprocess(example: dict, processor) -> dict:
 
 
 def collate(examples: list[dict], processor) -> dict:
+    import torch
+
     extractor = processor.feature_extractor
     batch = extractor(
         [np.asarray(e["audio"], dtype=np.float32) for e in examples],
@@ -181,7 +203,7 @@ def collate(examples: list[dict], processor) -> dict:
 
 
 # ---------------------------------------------------------------- decoding and scoring
-@torch.no_grad()
+@no_grad
 def predict(model, processor, examples: list[dict]) -> list[str]:
     """Batched `generate` with the saved language/task/beams; clips longer than the window go through
     Whisper's long-form (sequential) decoding, one at a time, as the pipeline does."""
@@ -250,6 +272,23 @@ def metrics(predictions: list[str], examples: list[dict]) -> dict:
     return asr_metrics(predictions, refs, groups, normalizer=normalizer)
 
 
+def validate(recipe: Recipe, fail) -> None:
+    """Whisper's window against data.max_seconds, before any data or weights: from the preset, or from a
+    local model's preprocessor_config.json (a Hub name is checked by `build`, before its weights download)."""
+    m = recipe.model
+    check_preset(m, WHISPER_PRESETS, "Whisper", fail)
+    if m.init == "scratch":
+        window, name = whisper_window(m.preset), f"scratch:{m.preset}"
+    else:
+        settings = Path(m.name_or_path or "") / "preprocessor_config.json"
+        try:
+            window, name = json.loads(settings.read_text()).get("chunk_length"), m.name_or_path
+        except (OSError, ValueError, AttributeError):
+            return
+    if isinstance(window, int) and recipe.data.max_seconds > window:
+        fail("data.max_seconds", window_message(recipe.data.max_seconds, window, name))
+
+
 TASK = register(
     Task(
         name="asr_seq2seq",
@@ -263,6 +302,12 @@ TASK = register(
         metrics=metrics,
         main_metric="wer",
         greater_is_better=False,
+        model_config=Seq2SeqModelConfig,
+        validate=validate,
+        architectures=("WhisperForConditionalGeneration", "ForSpeechSeq2Seq"),
+        tab=Tab("asr", "Transcribe", "transcribe"),
+        usage='pipe("clip.wav")["text"]',
+        space=True,
         pipeline_tag="automatic-speech-recognition",
         lora_targets=("q_proj", "v_proj"),
         lora_heads=(),

@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from slp_toolkit.config import EmotionModelConfig, Recipe, UserError
+from slp_toolkit.config import ModelConfig, Recipe, UserError
 from slp_toolkit.data import change_speed, column
 from slp_toolkit.metrics import classification_metrics
-from slp_toolkit.tasks import ModelLoadError, Task, load_or_fail, register
+from slp_toolkit.synth.presets import CTC_PRESETS, WHISPER_PRESETS, check_preset
+from slp_toolkit.tasks import ModelLoadError, Tab, Task, load_or_fail, no_grad, register
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("slp")
 
@@ -37,6 +41,16 @@ class LabelError(UserError):
 
 
 # ---------------------------------------------------------------- labels and class weights
+
+
+@dataclass(frozen=True)
+class EmotionModelConfig(ModelConfig):
+    family: Literal["wav2vec2", "hubert", "wavlm", "whisper"] = "wav2vec2"
+    freeze_feature_encoder: bool = True
+    class_weights: Literal["none", "balanced"] = "balanced"
+    labels: list[str] | None = None
+
+
 def label_set(wanted: list[str] | None, seen: list[str], source: str) -> list[str]:
     """The classes to train: `wanted` (the recipe's model.labels) checked against the labels `seen` in
     the train split `source`, or the sorted unique labels seen."""
@@ -207,6 +221,8 @@ def augment(example: dict, rng) -> dict:
 
 
 def collate(examples: list[dict], processor) -> dict:
+    import torch
+
     waves = [np.asarray(e["audio"], dtype=np.float32) for e in examples]
     # Whisper's extractor pads (or cuts) every clip to its fixed window, which its encoder requires.
     padding = {} if hasattr(processor, "chunk_length") else {"padding": True}
@@ -222,6 +238,9 @@ def _config(model):
 
 def compute_loss(model, batch: dict) -> torch.Tensor:
     """Cross-entropy, weighted by the class weights stored in the model config (None: unweighted)."""
+    import torch
+    import torch.nn.functional as F
+
     logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
     weights = getattr(_config(model), "class_weights", None)
     weight = torch.tensor(weights, dtype=torch.float32, device=logits.device) if weights else None
@@ -229,7 +248,7 @@ def compute_loss(model, batch: dict) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- prediction and metrics
-@torch.no_grad()
+@no_grad
 def probabilities(model, processor, examples: list[dict]) -> torch.Tensor:
     batch = collate([{"audio": e["audio"]} for e in examples], processor)
     device = next(model.parameters()).device
@@ -300,6 +319,11 @@ def metrics(predictions: list[str], examples: list[dict]) -> dict:
     return out
 
 
+def validate(recipe: Recipe, fail) -> None:
+    m = recipe.model
+    check_preset(m, WHISPER_PRESETS if m.family == "whisper" else CTC_PRESETS, f"{m.family} classifier", fail)
+
+
 TASK = register(
     Task(
         name="emotion",
@@ -314,6 +338,11 @@ TASK = register(
         metrics=metrics,
         main_metric="ua",
         greater_is_better=True,
+        model_config=EmotionModelConfig,
+        validate=validate,
+        architectures=("ForAudioClassification", "ForSequenceClassification"),
+        tab=Tab("emotion", "Emotion", "classify"),
+        space=True,
         pipeline_tag="audio-classification",
         lora_targets=("q_proj", "k_proj", "v_proj", "out_proj"),
         lora_heads=HEADS,

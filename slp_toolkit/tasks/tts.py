@@ -21,16 +21,18 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
-import torch
 
 from slp_toolkit import tts_audio
-from slp_toolkit.config import Recipe, TtsModelConfig
+from slp_toolkit.config import ModelConfig, Recipe, rule
 from slp_toolkit.data import column
 from slp_toolkit.metrics import asr_metrics, mel_cepstral_distortion
-from slp_toolkit.tasks import ModelLoadError, Task, load_or_fail, register
+from slp_toolkit.synth.presets import SPEECHT5_PRESETS, check_preset
+from slp_toolkit.tasks import ModelLoadError, Tab, Task, load_or_fail, no_grad, register
 
 log = logging.getLogger("slp")
 
@@ -92,6 +94,22 @@ class TtsProcessor:
 
 
 # ---------------------------------------------------------------- build and load
+
+
+@dataclass(frozen=True)
+class TtsModelConfig(ModelConfig):
+    # table: a learned vector per speaker; file: <speaker>.npy in speaker_embedding_dir; xvector: SpeechBrain
+    speaker_embedding: Literal["table", "file", "xvector"] = "table"
+    speaker_embedding_dir: str | None = None
+    min_clips_per_speaker: int = field(default=1, metadata=rule(min=1))
+    vocoder: str = "griffin-lim"  # or a SpeechT5HifiGan dir / Hub name (microsoft/speecht5_hifigan)
+    guided_attention_weight: float = field(default=10.0, metadata=rule(min=0.0))  # SpeechT5's lambda; 0: off
+    judge_asr: str | None = None  # an ASR model dir: evaluation transcribes the synthesised speech with it
+    # Mel frames per decoder step, scratch models only (None: the preset's 2). Higher: fewer autoregressive
+    # steps, faster training and alignment, coarser frames.
+    reduction_factor: int | None = field(default=None, metadata=rule(min=1, max=8))
+
+
 def build(recipe: Recipe, train_ds) -> tuple:
     from slp_toolkit.data import cache_root
     from slp_toolkit.synth import scratch
@@ -187,6 +205,8 @@ def preprocess(example: dict, processor) -> dict:
 def collate(examples: list[dict], processor) -> dict:
     """Token ids padded with the pad id; mel targets trimmed to a multiple of the reduction factor and
     padded with -100 (ignored by the loss); the decoder mask marks the real frames."""
+    import torch
+
     pad = processor.tokenizer.pad_token_id
     longest = max(len(e["input_ids"]) for e in examples)
     ids = torch.full((len(examples), longest), pad, dtype=torch.long)
@@ -210,10 +230,12 @@ def collate(examples: list[dict], processor) -> dict:
 
 
 # ---------------------------------------------------------------- synthesis and scores
-@torch.no_grad()
+@no_grad
 def generate(model, processor, examples: list[dict], attentions: bool = False):
     """Log-mel frames per example (list of (T, mels) tensors) and, with `attentions`, the cross
     attentions of the first example (layers*heads, steps, tokens)."""
+    import torch
+
     batch = collate([{"input_ids": processor.encode(_text(e)), "speaker": e.get("speaker", "")} for e in examples],
                     processor)  # fmt: skip
     device = next(model.parameters()).device
@@ -258,6 +280,8 @@ _JUDGES: dict = {}
 
 def judge(name: str, waves: list[np.ndarray], rate: int) -> list[str]:
     """Transcribe synthesised audio with an ASR model of this toolkit (or any CTC/Whisper dir)."""
+    import torch
+
     from slp_toolkit.tasks import detect_task
 
     if name not in _JUDGES:
@@ -295,6 +319,7 @@ def report(model, processor, predictions, examples, where: Path, writer=None, st
     """Listenable samples of an evaluation: wav files, spectrograms (synthesised over recorded) and the
     attention alignment of the first sentence as PNGs in `where`, and the audio in TensorBoard."""
     import soundfile as sf
+    import torch
 
     from slp_toolkit.plots import plot_alignment, plot_spectrograms
 
@@ -318,6 +343,16 @@ def summarize(prediction: dict) -> dict:
     return {"seconds": round(seconds, 3), "transcript": prediction["transcript"]}
 
 
+def validate(recipe: Recipe, fail) -> None:
+    m = recipe.model
+    check_preset(m, SPEECHT5_PRESETS, "SpeechT5", fail)
+    if m.reduction_factor and m.init != "scratch":
+        fail(
+            "model.reduction_factor",
+            "'model.reduction_factor' applies to scratch models only (a checkpoint has its own)",
+        )
+
+
 TASK = register(
     Task(
         name="tts",
@@ -332,6 +367,11 @@ TASK = register(
         metrics=metrics,
         main_metric="mcd",
         greater_is_better=False,
+        model_config=TtsModelConfig,
+        validate=validate,
+        architectures=("ForTextToSpeech",),
+        tab=Tab("tts", "Synthesize", "synthesize"),
+        usage='pipe("Hello there.")',
         pipeline_tag="text-to-speech",
         lora_targets=("q_proj", "v_proj"),
         audio_is_input=False,
