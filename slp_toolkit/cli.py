@@ -252,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("inputs", nargs="+", help="audio files or directories")
     p.add_argument("--batch-seconds", type=float, default=120.0)
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per line, with word (CTC) or chunk (Whisper) timestamps")  # fmt: skip
     p.add_argument("--strict", action="store_true", help="exit 1 if any file was unreadable")
     add_decoder_args(p)
     p.set_defaults(func=cmd_transcribe)

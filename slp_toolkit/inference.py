@@ -78,15 +78,20 @@ def cmd_transcribe(args) -> int:
     began = time.perf_counter()
     rows, ds, failed = _read_inputs(args.inputs, sampling_rate(processor))
     compute: list[float] = []
+    if args.json and task.timed is not None and args.decoder == "greedy":  # timestamps come with the greedy path
+        import dataclasses
+
+        task = dataclasses.replace(task, predict=task.timed)
     decoding = _decoding(task, args.model, processor, args)
     predictions = predict_split(decoding, model, processor, ds, args.batch_seconds, compute=compute)
-    for row, text, seconds in zip(rows, predictions, compute, strict=True):
+    for row, found, seconds in zip(rows, predictions, compute, strict=True):
+        timed = found if isinstance(found, dict) else {"text": found}
         if args.json:
             rtf = seconds / max(row["duration"], 1e-9)
-            print(json.dumps({"path": row["path"], "text": text, "audio_seconds": round(row["duration"], 3),
+            print(json.dumps({"path": row["path"], **timed, "audio_seconds": round(row["duration"], 3),
                               "compute_seconds": round(seconds, 4), "rtf": round(rtf, 4)}, ensure_ascii=False))  # fmt: skip
         else:
-            print(f"{row['path']}\t{text}")
+            print(f"{row['path']}\t{timed['text']}")
     audio, wall = sum(r["duration"] for r in rows), time.perf_counter() - began
     print(f"transcribed {len(rows)} files ({audio:.1f} s of audio) in {wall:.1f} s: real-time factor "
           f"{wall / max(audio, 1e-9):.3f} ({audio / max(wall, 1e-9):.1f}x real time){f'; {failed} skipped' if failed else ''}",

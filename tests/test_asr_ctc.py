@@ -78,6 +78,39 @@ def test_a_three_minute_file_in_windows_scores_like_one_pass():
     assert abs(cer["windows"] - cer["one pass"]) <= 0.02
 
 
+def test_word_timestamps_follow_the_greedy_path():
+    """Repeats merge, blanks split a doubled letter, the delimiter ends a word; times are frame * 20 ms."""
+    from slp_toolkit.synth.scratch import ctc_processor
+
+    tok = ctc_processor(list("abcdehlo")).tokenizer
+    path = [tok.pad_token_id if ch == "_" else tok.convert_tokens_to_ids(ch) for ch in "_hhe_l_lo__||_aab_c__"]
+    assert asr_ctc.ctc_words(path, tok, 0.02) == [
+        {"word": "hello", "start": 0.02, "end": 0.18},
+        {"word": "abc", "start": 0.28, "end": 0.38},
+    ]
+    assert asr_ctc.ctc_words([tok.pad_token_id] * 5, tok, 0.02) == []
+
+
+def test_transcribe_json_has_word_timestamps(ctc_run, corpus, capsys):
+    import json
+
+    import soundfile as sf
+
+    from slp_toolkit.cli import main
+
+    clips = sorted((corpus / "test").glob("*.flac"))[:2]
+    assert main(["transcribe", str(ctc_run), *map(str, clips), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [r["path"] for r in rows] == list(map(str, clips)) and any(r["words"] for r in rows)
+    for row, clip in zip(rows, clips):
+        seconds = sf.info(clip).duration
+        assert " ".join(w["word"] for w in row["words"]) == row["text"]
+        times = [t for w in row["words"] for t in (w["start"], w["end"])]
+        assert times == sorted(times) and all(0 <= t <= seconds + 0.02 for t in times), (times, seconds)
+    assert main(["transcribe", str(ctc_run), str(clips[0])]) == 0  # plain output: the same text
+    assert capsys.readouterr().out.splitlines()[0] == f"{clips[0]}\t{rows[0]['text']}"
+
+
 def test_bf16_inference_runs_and_keeps_the_output_shape(ctc_run, corpus, capsys):
     from slp_toolkit.cli import main
 

@@ -134,6 +134,11 @@ def test_a_clip_longer_than_the_window_is_decoded_long_form(corpus):
     long = torch.zeros(16000 * 10).numpy()  # 10 s > the tiny preset's 8 s window
     texts = TASK.predict(model.eval(), processor, [{"audio": long}, {"audio": long[:16000]}])
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    timed = TASK.timed(model, processor, [{"audio": long}, {"audio": long[:16000]}])  # `slp transcribe --json`
+    assert [t["text"] for t in timed] == texts
+    assert timed[1]["chunks"] == [{"text": texts[1], "start": 0.0, "end": 1.0}]
+    spans = [(c["start"], c["end"]) for c in timed[0]["chunks"]]
+    assert spans and all(0.0 <= a <= b <= 10.0 for a, b in spans) and spans == sorted(spans), spans
 
 
 def test_a_pretrained_dir_gets_the_recipe_decoding_and_spec_augment(tmp_path, corpus, tiny_models):

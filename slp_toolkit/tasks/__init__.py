@@ -79,6 +79,8 @@ class Task:
                                                          keep_why says in a few words why others are left out
     beam(processor, settings) -> predict                 a beam-search predict (settings: lm.BeamSettings), for
                                                          `--decoder beam`; None where the task has none
+    timed(model, processor, examples) -> list[dict]     transcripts with timestamps ({"text", "words" or "chunks":
+                                                         [{"word"/"text", "start", "end"}]}), for `--json`
     ranked(model, processor, examples, k) -> list       the k best labels with scores per example, for
                                                          `slp classify` and the demo; None where it has none
     speakers(model, processor) -> list[str]             voices a synthesis model offers (the demo's choices)
@@ -121,6 +123,7 @@ class Task:
     keep_why: str = ""
     beam: Callable[[Any, Any], Callable] | None = None
     ranked: Callable[..., list] | None = None
+    timed: Callable[..., list] | None = None
     speakers: Callable[[Any, Any], list] | None = None
     vocoders: tuple[str, ...] = ()
     summarize: Callable[[Any], Any] = as_is

@@ -188,6 +188,48 @@ def predict(model, processor, examples: list[dict]) -> list[str]:
     return processor.batch_decode([e.argmax(-1) for e in emissions(model, processor, examples)])
 
 
+def timed(model, processor, examples: list[dict]) -> list[dict]:
+    """Greedy transcripts with word timestamps: {"text", "words": [{"word", "start", "end"}]} in seconds, from
+    the frames each word's characters were emitted on (long clips too: their frames tile the clip)."""
+    import math
+
+    rate = processor.feature_extractor.sampling_rate
+    frame = math.prod(getattr(model.config, "conv_stride", (320,))) / rate
+    out = []
+    for logits in emissions(model, processor, examples):
+        ids = logits.argmax(-1)
+        out.append({"text": processor.decode(ids), "words": ctc_words(ids, processor.tokenizer, frame)})
+    return out
+
+
+def ctc_words(ids, tokenizer, frame_seconds: float) -> list[dict]:
+    """Words of a greedy CTC path: repeats merged, blanks dropped, split at the word delimiter; each word
+    spans its first character's first frame to its last character's last frame."""
+    blank, delimiter = tokenizer.pad_token_id, getattr(tokenizer, "word_delimiter_token_id", None)
+    words, chars, start, end, previous = [], [], 0, 0, None
+    for i, token in enumerate(int(t) for t in ids):
+        if token == previous:
+            end = i + 1 if token not in (blank, delimiter) else end
+            continue
+        previous = token
+        if token == blank:
+            continue
+        if token == delimiter:
+            if chars:
+                words.append((chars, start, end))
+            chars = []
+            continue
+        if not chars:
+            start = i
+        chars.append(token)
+        end = i + 1
+    if chars:
+        words.append((chars, start, end))
+    # group_tokens=False: the repeats left here were separated by a blank ("l", "l" of "hello")
+    return [{"word": tokenizer.decode(c, group_tokens=False).strip(), "start": round(a * frame_seconds, 3),
+             "end": round(b * frame_seconds, 3)} for c, a, b in words]  # fmt: skip
+
+
 @no_grad
 def emissions(model, processor, examples: list[dict]) -> list[np.ndarray]:
     """Each example's (frames x vocab) logits, without the frames of its batch padding."""
@@ -295,5 +337,6 @@ TASK = register(
         lora_targets=("q_proj", "k_proj", "v_proj", "out_proj"),
         lora_heads=("lm_head",),
         beam=beam_predictor,
+        timed=timed,
     )
 )

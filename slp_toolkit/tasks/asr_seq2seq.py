@@ -203,10 +203,17 @@ def collate(examples: list[dict], processor) -> dict:
 
 
 # ---------------------------------------------------------------- decoding and scoring
-@no_grad
 def predict(model, processor, examples: list[dict]) -> list[str]:
     """Batched `generate` with the saved language/task/beams; clips longer than the window go through
     Whisper's long-form (sequential) decoding, one at a time, as the pipeline does."""
+    return [d["text"] for d in timed(model, processor, examples)]
+
+
+@no_grad
+def timed(model, processor, examples: list[dict]) -> list[dict]:
+    """Transcripts with chunk timestamps: {"text", "chunks": [{"text", "start", "end"}]} in seconds. A clip
+    within the window is one chunk; a longer one has a chunk per long-form segment (a window, or less
+    where the model predicts timestamps)."""
     gen = model.generation_config
     # a Hub checkpoint's own generation config has no language/task: Whisper then detects the language
     language, task = getattr(gen, "language", None), getattr(gen, "task", None)
@@ -217,25 +224,41 @@ def predict(model, processor, examples: list[dict]) -> list[str]:
     kwargs = dict(language=language, task=task, num_beams=gen.num_beams, max_new_tokens=gen.max_new_tokens)
     kwargs["use_cache"] = True  # off in the config while training with gradient checkpointing
     audio = [np.asarray(e["audio"], dtype=np.float32) for e in examples]
+    rate = extractor.sampling_rate
     short = [i for i, a in enumerate(audio) if len(a) <= extractor.n_samples]
-    texts: list[str] = [""] * len(audio)
+    out: list[dict] = [{}] * len(audio)
     if short:
-        feats = extractor([audio[i] for i in short], sampling_rate=extractor.sampling_rate, return_tensors="pt")
+        feats = extractor([audio[i] for i in short], sampling_rate=rate, return_tensors="pt")
         ids = model.generate(input_features=feats["input_features"].to(param.device, param.dtype), **kwargs)
         for i, text in zip(short, processor.batch_decode(ids, skip_special_tokens=True), strict=True):
-            texts[i] = text.strip()
+            chunk = {"text": text.strip(), "start": 0.0, "end": round(len(audio[i]) / rate, 3)}
+            out[i] = {"text": chunk["text"], "chunks": [chunk]}
     for i in sorted(set(range(len(audio))) - set(short)):
-        seconds = len(audio[i]) / extractor.sampling_rate
-        log.warning("a %.1f s clip is longer than the %s s window: long-form decoding", seconds, extractor.chunk_length)
-        feats = extractor(audio[i], sampling_rate=extractor.sampling_rate, truncation=False, padding="longest",
-                          return_attention_mask=True, return_tensors="pt")  # fmt: skip
-        ids = model.generate(
-            input_features=feats["input_features"].to(param.device, param.dtype),
-            attention_mask=feats["attention_mask"].to(param.device),
-            **kwargs,
-        )
-        texts[i] = processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
-    return texts
+        log.warning("a %.1f s clip is longer than the %s s window: long-form decoding", len(audio[i]) / rate,
+                    extractor.chunk_length)  # fmt: skip
+        out[i] = _long_form(model, processor, audio[i], kwargs)
+    return out
+
+
+def _long_form(model, processor, wave: np.ndarray, kwargs: dict) -> dict:
+    extractor, param = processor.feature_extractor, next(model.parameters())
+    feats = extractor(wave, sampling_rate=extractor.sampling_rate, truncation=False, padding="longest",
+                      return_attention_mask=True, return_tensors="pt")  # fmt: skip
+    result = model.generate(
+        input_features=feats["input_features"].to(param.device, param.dtype),
+        attention_mask=feats["attention_mask"].to(param.device),
+        return_segments=True,
+        **kwargs,
+    )
+    text = processor.batch_decode(result["sequences"], skip_special_tokens=True)[0].strip()
+    seconds = len(wave) / extractor.sampling_rate
+    chunks = []
+    for seg in result["segments"][0]:  # timestamps as predicted, kept inside the clip
+        start = min(max(float(seg["start"]), 0.0), seconds)
+        end = min(max(float(seg["end"]), start), seconds)
+        text = processor.decode(seg["tokens"], skip_special_tokens=True).strip()
+        chunks.append({"text": text, "start": round(start, 3), "end": round(end, 3)})
+    return {"text": text, "chunks": chunks}
 
 
 # `metrics` sees no model: `predict` records the language it decoded in, to pick the normaliser.
@@ -299,6 +322,7 @@ TASK = register(
         preprocess_reads=("text",),
         collate=collate,
         predict=predict,
+        timed=timed,
         metrics=metrics,
         main_metric="wer",
         greater_is_better=False,
