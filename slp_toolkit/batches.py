@@ -1,6 +1,6 @@
 """Where the loop's batches come from: the decoded cache (map-style) or a stream decoded on the fly.
 
-Both cut batches the same way (`data.bucket`: sort a window of clips by length, fill a budget of
+Both cut batches the same way (`bucket`: sort a window of clips by length, fill a budget of
 padded seconds, shuffle the window's batches), so on a split that fits one window they give the same
 batches for the same seed. Each yields `Batch`es with the position to resume from after it.
 
@@ -21,11 +21,66 @@ from itertools import islice
 import numpy as np
 
 from slp_toolkit.config import Recipe, UserError
-from slp_toolkit.data import Tally, bucket, column, decode_rows, length_batches
+from slp_toolkit.data import Tally, column, decode_rows
 from slp_toolkit.manifest import RowSet, load_hub, pick, row_set
 
 log = logging.getLogger("slp")
 STREAM_METADATA_ROWS = 5000  # rows of a Hub stream read (text only) for building vocab / label tables
+
+
+# ---------------------------------------------------------------- batching
+def length_batches(
+    durations: np.ndarray,
+    batch_seconds: float,
+    max_batch_size: int,
+    seed: int,
+    epoch: int,
+    shuffle: bool = True,
+    multiple_of: int = 1,
+) -> list[list[int]]:
+    """Group clip indices into batches whose padded audio (longest x count) fits `batch_seconds`.
+
+    Clips are shuffled, then sorted by length inside windows of ~50 batches, so batches hold similar
+    lengths (little padding) while the order still changes every epoch; the batches of a window are
+    shuffled among themselves. Deterministic in (seed, epoch). Each batch size is rounded down to a
+    multiple of `multiple_of` (the process count), so every process gets an equal share of every
+    global batch. Streaming (below) cuts its windows with the same `bucket`.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(durations)) if shuffle else np.arange(len(durations))
+    mean = float(np.mean(durations)) if len(durations) else 1.0
+    window = max(1, int(50 * batch_seconds / max(mean, 1e-3)))
+    batches: list[list[int]] = []
+    for w, start in enumerate(range(0, len(order), window)):
+        chunk = order[start : start + window]
+        rng_w = np.random.default_rng([seed, epoch, w]) if shuffle else None
+        batches += bucket(chunk, durations[chunk], batch_seconds, max_batch_size, multiple_of, rng_w)
+    return batches
+
+
+def bucket(ids, durations, batch_seconds: float, max_batch_size: int, multiple_of: int, rng) -> list[list[int]]:
+    """One window: sort by length (longest first, ties by id), cut at the padded-seconds budget, shuffle."""
+    ids = np.asarray(ids)
+    durations = np.asarray(durations, dtype=np.float64)
+    order = np.lexsort((ids, -durations))
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    longest = 0.0
+    for j in order:
+        if batch and (longest * (len(batch) + 1) > batch_seconds or len(batch) >= max_batch_size):
+            batches.append(batch)
+            batch = []
+        if not batch:
+            longest = float(durations[j])
+        batch.append(int(ids[j]))
+    if batch:
+        batches.append(batch)
+    if multiple_of > 1:
+        batches = [b[: len(b) - len(b) % multiple_of] for b in batches]
+        batches = [b for b in batches if b]
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
 
 
 @dataclass

@@ -211,6 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="more logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    _recipe_commands(sub)
+    _model_commands(sub)
+    _tool_commands(sub)
+    return parser
+
+
+def _recipe_commands(sub) -> None:
+    """ls, cp, validate, train."""
     p = sub.add_parser("ls", help="list shipped recipes with what they do")
     p.set_defaults(func=cmd_ls)
     p = sub.add_parser("cp", help="copy a shipped recipe to edit it")
@@ -231,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--strict", action="store_true", help="paths that do not exist yet are errors")
         p.set_defaults(func=func)
 
+
+def _model_commands(sub) -> None:
+    """What a trained model does: eval, transcribe, lm, classify, synthesize."""
     p = sub.add_parser("eval", help="evaluate a trained model on a split -> metrics.json")
     p.add_argument("model", help="output dir of `slp train` (or a Hub name)")
     p.add_argument("--data", required=True, help="audiofolder dir, .csv/.jsonl manifest or hf:NAME[:CONFIG]@SPLIT")
@@ -285,6 +296,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocoder", default=None, help="griffin-lim, or a SpeechT5HifiGan dir / Hub name")
     p.set_defaults(func=cmd_synthesize)
 
+
+def _tool_commands(sub) -> None:
+    """data (see _data_commands), merge, tiny, demo, push."""
+    _data_commands(sub)
+    p = sub.add_parser("merge", help="fold a LoRA adapter into its base -> a plain model dir for pipeline()")
+    p.add_argument("adapter", help="adapter dir (output of a recipe with a lora: section)")
+    p.add_argument("out", help="directory for the merged model")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("tiny", help="write tiny random-init checkpoints (for tests and offline trials)")
+    p.add_argument("out")
+    p.add_argument(
+        "--full-size",
+        action="append",
+        metavar="NAME",
+        help="instead: a full-size twin (published architecture, random weights) of a Hub checkpoint, e.g. "
+        "openai/whisper-small, written to OUT/<basename>; repeatable, or `all`",
+    )
+    p.set_defaults(func=cmd_tiny)
+
+    from slp_toolkit.demo import add_launch_args  # light: gradio is imported only when serving
+
+    p = sub.add_parser("demo", help="Gradio demo: each model's task picks its tab (Transcribe, Synthesize, Emotion)")
+    p.add_argument("models", nargs="+", help="output dirs, adapter dirs or Hub names; one per tab")
+    add_launch_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("push", help="upload a run (weights, processor, recipe, metrics, plots, model card) to the Hub")
+    p.add_argument("output_dir", help="output dir of `slp train`")
+    p.add_argument("--repo-id", required=True, help="NAME or OWNER/NAME of the model repo")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--dry-run", default=None, metavar="STAGE_DIR", help="only stage the upload into STAGE_DIR")
+    p.add_argument("--space", action="store_true", help="also a Gradio Space serving the model (STAGE_DIR/space)")
+    p.set_defaults(func=cmd_push)
+
+
+def _data_commands(sub) -> None:
+    """slp data synth | inspect | ...: corpus tools."""
     data = sub.add_parser("data", help="data tools").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("synth", help="write a synthetic espeak-ng speech corpus (audiofolder splits)")
     p.add_argument("out", help="output directory")
@@ -321,38 +370,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max-seconds", type=float, default=20.0, help="longer clips count as filtered")
         p.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores - 1)")
         p.set_defaults(func=func)
-
-    p = sub.add_parser("merge", help="fold a LoRA adapter into its base -> a plain model dir for pipeline()")
-    p.add_argument("adapter", help="adapter dir (output of a recipe with a lora: section)")
-    p.add_argument("out", help="directory for the merged model")
-    p.set_defaults(func=cmd_merge)
-
-    p = sub.add_parser("tiny", help="write tiny random-init checkpoints (for tests and offline trials)")
-    p.add_argument("out")
-    p.add_argument(
-        "--full-size",
-        action="append",
-        metavar="NAME",
-        help="instead: a full-size twin (published architecture, random weights) of a Hub checkpoint, e.g. "
-        "openai/whisper-small, written to OUT/<basename>; repeatable, or `all`",
-    )
-    p.set_defaults(func=cmd_tiny)
-
-    from slp_toolkit.demo import add_launch_args  # light: gradio is imported only when serving
-
-    p = sub.add_parser("demo", help="Gradio demo: each model's task picks its tab (Transcribe, Synthesize, Emotion)")
-    p.add_argument("models", nargs="+", help="output dirs, adapter dirs or Hub names; one per tab")
-    add_launch_args(p)
-    p.set_defaults(func=cmd_demo)
-
-    p = sub.add_parser("push", help="upload a run (weights, processor, recipe, metrics, plots, model card) to the Hub")
-    p.add_argument("output_dir", help="output dir of `slp train`")
-    p.add_argument("--repo-id", required=True, help="NAME or OWNER/NAME of the model repo")
-    p.add_argument("--private", action="store_true", help="create the repo private")
-    p.add_argument("--dry-run", default=None, metavar="STAGE_DIR", help="only stage the upload into STAGE_DIR")
-    p.add_argument("--space", action="store_true", help="also a Gradio Space serving the model (STAGE_DIR/space)")
-    p.set_defaults(func=cmd_push)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

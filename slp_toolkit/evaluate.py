@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from slp_toolkit.batches import examples_at
-from slp_toolkit.data import column, length_batches
+from slp_toolkit.batches import examples_at, length_batches
+from slp_toolkit.data import column
 from slp_toolkit.memory import trim
 from slp_toolkit.tasks import Task
 

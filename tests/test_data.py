@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from slp_toolkit.batches import length_batches
 from slp_toolkit.config import DataConfig
-from slp_toolkit.data import DataError, length_batches, load_split, read_audio
+from slp_toolkit.data import DataError, load_split, read_audio
 from slp_toolkit.text import ctc_vocab, normalize_text
 
 TEXTS = [f"Clip number {i}, said clearly!" for i in range(10)]

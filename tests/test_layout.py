@@ -100,3 +100,15 @@ def test_only_the_registry_imports_a_task_module():
     assert "slp_toolkit.tasks.emotion" in modules
     users = {m for m, edges in graph.items() if edges & modules and not m.startswith("slp_toolkit.tasks")}
     assert users == set(), users
+
+
+def test_the_tests_mirror_the_package():
+    """tests/<sub>/test_<module>.py tests slp_toolkit/<sub>/<module>.py (the toy task is the one test of a
+    task from outside the package)."""
+    tests = Path(__file__).parent
+    subs = [d for d in tests.iterdir() if d.is_dir() and not d.name.startswith(("_", "."))]
+    assert {d.name for d in subs} >= {"tasks", "synth"}
+    for d in subs:
+        for test in d.glob("test_*.py"):
+            module = PACKAGE / d.name / f"{test.stem[len('test_') :]}.py"
+            assert module.is_file() or test.name == "test_toy_task.py", test

@@ -6,7 +6,7 @@ without Hub access. The weights are noise: a twin is for measuring and testing, 
 (``twin.json`` in each dir says so).
 
 Where the numbers come from (config.json / generation_config.json / preprocessor_config.json on the Hub,
-read 2024-2025; parameter counts as transformers counts them, asserted in tests/test_twins.py):
+read 2024-2025; parameter counts as transformers counts them, asserted in tests/synth/test_twins.py):
 - facebook/wav2vec2-base (94.4 M, "95 M" in the wav2vec 2.0 paper): transformers' Wav2Vec2Config defaults
   are this model (7 conv layers of 512, group norm, no conv bias, 12x768, 128-wide conv positions) plus
   layerdrop 0.05; its feature extractor has ``return_attention_mask: false`` (group-norm models are fed

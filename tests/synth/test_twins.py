@@ -18,7 +18,7 @@ from safetensors import safe_open
 from slp_toolkit.synth.twins import PUBLISHED_MILLIONS, TWINS, WHISPER, WHISPER_SUPPRESS, write_twin
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2", "CUDA_VISIBLE_DEVICES": ""}
-RECIPES = Path(__file__).parent.parent / "recipes"
+RECIPES = Path(__file__).parents[2] / "recipes"
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from slp_toolkit.config import ModelConfig, rule
 from slp_toolkit.metrics import classification_metrics
 from slp_toolkit.tasks import TASKS, Tab, Task, get_task, no_grad, register
 
-PACKAGE = Path(__file__).resolve().parent.parent / "slp_toolkit"
+PACKAGE = Path(__file__).resolve().parents[2] / "slp_toolkit"
 NAME = "toy_voice"
 
 

@@ -36,7 +36,7 @@ def tiny_recipe(corpus: Path, out: Path, **model) -> dict:
 def trained(tmp_path_factory, corpus) -> Path:
     """The shipped tiny-Whisper recipe on 8 clips, decoding with 2 beams (a pipeline default would differ)."""
     out = tmp_path_factory.mktemp("whisper") / "out"
-    recipe = Path(__file__).parent.parent / "recipes" / "asr" / "whisper_tiny_scratch.yaml"
+    recipe = Path(__file__).parents[2] / "recipes" / "asr" / "whisper_tiny_scratch.yaml"
     overrides = {"data": tiny_recipe(corpus, out)["data"], "train": tiny_recipe(corpus, out)["train"],
                  "model.num_beams": 2, "output_dir": str(out)}  # fmt: skip
     assert main(["train", str(recipe), *[f"{k}={json.dumps(v)}" for k, v in overrides.items()]]) == 0
