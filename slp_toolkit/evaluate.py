@@ -42,6 +42,17 @@ def predict_split(
     return predictions
 
 
+def load_for_eval(task: Task, model_dir: str, spec: str, cfg, max_samples: int | None = None) -> tuple:
+    """(model, processor, split): a model dir and a split read at its processor's rate, prepared for it.
+    The one way `slp eval` and speaker folds read a model and its test data."""
+    from slp_toolkit.data import load_split, sampling_rate
+    from slp_toolkit.prepare import prepare
+
+    model, processor = task.load(model_dir)
+    ds = load_split(spec, cfg, sampling_rate(processor), task.needs, max_samples)
+    return model, processor, prepare(ds, task, processor)
+
+
 def evaluate_split(task: Task, model, processor, ds, batch_seconds: float) -> tuple[dict, list]:
     predictions = predict_split(task, model, processor, ds, batch_seconds)
     examples = examples_at(ds, list(range(len(ds))))

@@ -150,14 +150,8 @@ def _train_fold(fold: Recipe, fold_dir: Path, train_rows: list[dict], test_rows:
 
 
 def _test_fold(task, fold: Recipe, fold_dir: Path, data_cfg: DataConfig, batch_seconds: float, group) -> dict:
-    from slp_toolkit.data import load_split
-    from slp_toolkit.evaluate import evaluate_split, write_metrics
-    from slp_toolkit.prepare import prepare
+    from slp_toolkit.evaluate import evaluate_split, load_for_eval, write_metrics
 
-    model, processor = task.load(str(fold_dir))
-    from slp_toolkit.data import sampling_rate
-
-    rate = sampling_rate(processor)
     cfg = dataclasses.replace(
         data_cfg,
         audio_column="audio",
@@ -165,7 +159,7 @@ def _test_fold(task, fold: Recipe, fold_dir: Path, data_cfg: DataConfig, batch_s
         label_column="label",
         speaker_column="speaker",
     )
-    ds = prepare(load_split(str(fold_dir / "test.jsonl"), cfg, rate, task.needs), task, processor)
+    model, processor, ds = load_for_eval(task, str(fold_dir), str(fold_dir / "test.jsonl"), cfg)
     metrics, _ = evaluate_split(task, model, processor, ds, batch_seconds)
     out = fold_dir / "eval"
     out.mkdir(exist_ok=True)

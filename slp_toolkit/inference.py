@@ -17,8 +17,8 @@ log = logging.getLogger("slp")
 
 
 def cmd_eval(args) -> int:
-    from slp_toolkit.data import column, load_split
-    from slp_toolkit.evaluate import evaluate_split, format_table, write_metrics
+    from slp_toolkit.data import column
+    from slp_toolkit.evaluate import evaluate_split, format_table, load_for_eval, write_metrics
     from slp_toolkit.tasks import detect_task
 
     data_cfg = DataConfig(
@@ -37,12 +37,7 @@ def cmd_eval(args) -> int:
         print(f"metrics written to {Path(args.model) / 'folds' / 'metrics.json'}")
         return 0
     task = detect_task(args.model)
-    model, processor = task.load(args.model)
-    rate = sampling_rate(processor)
-    ds = load_split(args.data, data_cfg, rate, task.needs, args.max_samples)
-    from slp_toolkit.prepare import prepare
-
-    ds = prepare(ds, task, processor)
+    model, processor, ds = load_for_eval(task, args.model, args.data, data_cfg, args.max_samples)
     decoding = _decoding(task, args.model, processor, args)
     metrics, predictions = evaluate_split(decoding, model, processor, ds, args.batch_seconds)
     if decoding is not task:  # beam search: the greedy scores beside it, so the LM's gain is in one table

@@ -150,24 +150,56 @@ def register(task: Task) -> Task:
     return task
 
 
+PLUGIN_GROUP = "slp_toolkit.tasks"  # entry points of installed packages: name = "module:TASK" (a Task)
+
+
+@functools.lru_cache(maxsize=1)
+def _plugins() -> dict:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP) if ep.name not in _MODULES}
+
+
 def task_names() -> tuple[str, ...]:
-    """The built-in tasks, then any registered from outside the package."""
-    return (*_MODULES, *(name for name in TASKS if name not in _MODULES))
+    """The built-in tasks, then those of installed packages (entry points), then any registered in-process."""
+    names = (*_MODULES, *_plugins())
+    return (*names, *(name for name in TASKS if name not in names))
 
 
 def all_tasks() -> list[Task]:
-    """Every task this version has (the built-in modules are imported; they are light)."""
+    """Every task this version has (the built-in modules are imported; they are light). An installed
+    task that fails to load is left out with a warning: the others still serve."""
+    import logging
+
     found = []
     for name in task_names():
         try:
             found.append(get_task(name))
         except TaskNotImplementedError:
             continue
+        except ModelLoadError as err:
+            logging.getLogger("slp").warning("%s", err)
     return found
+
+
+def _load_plugin(name: str) -> None:
+    ep = _plugins()[name]
+    try:
+        task = ep.load()
+    except Exception as err:  # noqa: BLE001 - someone else's package: any error is theirs, named in one line
+        raise ModelLoadError(
+            f"task {name!r} ({PLUGIN_GROUP} entry point {ep.value}): {type(err).__name__}: {err}"
+        ) from None
+    if isinstance(task, Task) and task.name not in TASKS:
+        register(task)
+    if name not in TASKS:
+        raise ModelLoadError(f"task {name!r}: the entry point {ep.value} is not a Task named {name!r}")
 
 
 def get_task(name: str) -> Task:
     """Import the task's module on first use (so `slp validate` never imports torch)."""
+    if name not in TASKS and name in _plugins():
+        _load_plugin(name)
     if name not in TASKS:
         if name not in _MODULES:
             raise ModelLoadError(f"unknown task {name!r} (known: {', '.join(task_names())})")

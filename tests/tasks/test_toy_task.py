@@ -229,3 +229,32 @@ def test_a_task_from_outside_trains_evaluates_classifies_and_is_served(toy_task,
         running.close()
     assert message.startswith("Classified") and {c["label"] for c in scores["confidences"]} == set(voices)
     assert abs(sum(c["confidence"] for c in scores["confidences"]) - 1.0) < 1e-3
+
+
+def test_an_installed_task_runs_through_the_slp_command(tmp_path, corpus):
+    """A package that declares the task as an `slp_toolkit.tasks` entry point (here a dist-info beside this
+    file's module) gets the `slp` command itself: validate, train and classify in their own processes."""
+    import os
+    import subprocess
+    import sys
+
+    info = tmp_path / "site" / "slp_toy_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: slp-toy-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[slp_toolkit.tasks]\n{NAME} = test_toy_task:TOY\n")
+    path = os.pathsep.join([str(tmp_path / "site"), str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
+    recipe = write_recipe(tmp_path, corpus)
+
+    def slp(*args) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "slp_toolkit", *args], capture_output=True, text=True, env=env)
+
+    assert slp("validate", str(recipe)).returncode == 0
+    done = slp("train", str(recipe), "train.max_steps=20", "train.eval_every=20")
+    assert done.returncode == 0, done.stderr[-2000:]
+    clip = sorted((corpus / "test").glob("*.flac"))[0]
+    done = slp("classify", str(tmp_path / "out"), str(clip), "--json")
+    assert done.returncode == 0 and json.loads(done.stdout.splitlines()[-1])["path"] == str(clip), done.stderr[-2000:]
+    unknown = subprocess.run([sys.executable, "-m", "slp_toolkit", "validate", str(recipe)], capture_output=True,
+                             text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})  # fmt: skip
+    assert unknown.returncode == 2 and f"got '{NAME}'" in unknown.stderr  # not installed: an unknown task
