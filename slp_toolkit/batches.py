@@ -14,7 +14,8 @@ in every checkpoint.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 
@@ -238,3 +239,16 @@ def stream_metadata(recipe: Recipe, needs: tuple[str, ...]):
             fields["text"] = normalize_text(fields["text"]) if d.normalize_text else fields["text"].strip()
         records.append(fields)
     return datasets.Dataset.from_list(records)
+
+
+def prefetched(items: Iterator, prepare: Callable) -> Iterator:
+    """prepare(item) for the next item in a worker thread while the caller works on this one."""
+    with ThreadPoolExecutor(1, thread_name_prefix="slp-prefetch") as pool:
+        pending = pool.submit(lambda: prepare(next(items)))
+        while True:
+            try:
+                ready = pending.result()
+            except StopIteration:
+                return
+            pending = pool.submit(lambda: prepare(next(items)))
+            yield ready

@@ -178,3 +178,24 @@ def tensorboard(out: Path):
     except ImportError:  # tensorboard is a dependency, but a missing optional logger must not stop training
         return None
     return SummaryWriter(str(out / "tensorboard"))
+
+
+def progress_bar(main: bool, cfg, state):
+    """The run's tqdm bar on the main process: in steps, or in seconds of a `train.max_minutes` budget."""
+    if not main:
+        return None
+    from tqdm.auto import tqdm
+
+    if cfg.max_steps is None and cfg.max_minutes:  # a time budget: elapsed / budget seconds, with an ETA
+        bar = tqdm(total=round(60 * cfg.max_minutes), initial=round(state.elapsed), desc="train", unit="s",
+                   dynamic_ncols=True)  # fmt: skip
+        bar.by_time = True
+        return bar
+    return tqdm(total=cfg.max_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True)
+
+
+def advance(bar, state) -> None:
+    if getattr(bar, "by_time", False):
+        bar.update(max(0, min(round(state.elapsed), bar.total) - bar.n))
+    else:
+        bar.update(1)

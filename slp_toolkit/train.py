@@ -13,15 +13,14 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from slp_toolkit.augment import augmenter_for
-from slp_toolkit.batches import MapBatches, StreamBatches, stream_metadata
+from slp_toolkit.batches import MapBatches, StreamBatches, prefetched, stream_metadata
 from slp_toolkit.checkpoint import (
     TrainState,
     checkpoints,
@@ -34,7 +33,7 @@ from slp_toolkit.data import load_split, workers_for
 from slp_toolkit.memory import configure as configure_memory
 from slp_toolkit.memory import trim
 from slp_toolkit.prepare import prepare, usable
-from slp_toolkit.run import Run, TrainError, tensorboard
+from slp_toolkit.run import Run, TrainError, advance, progress_bar, tensorboard
 from slp_toolkit.speed import bf16_supported_on_cpu, compile_front_end
 from slp_toolkit.tasks import get_task, model_sampling_rate
 
@@ -106,7 +105,7 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
         return batch, task.collate(augment(examples, rng) if augment else examples, processor)
 
     batches = source.run(run.position)
-    batches = _ahead(batches, collated) if cfg.prefetch else map(collated, batches)
+    batches = prefetched(batches, collated) if cfg.prefetch else map(collated, batches)
     return _loop(run, source, batches, params)
 
 
@@ -115,7 +114,7 @@ def _loop(run: Run, source, batches: Iterator, params: list) -> dict:
     task, cfg, state, accelerator = run.task, run.cfg, run.state, run.acc
     model, optimizer = run.model, run.optimizer
     start, losses, nonfinite = time.perf_counter() - state.elapsed, [], 0
-    bar = _progress(accelerator.is_main_process, cfg, state)
+    bar = progress_bar(accelerator.is_main_process, cfg, state)
     while not run.finished(source.epochs_done(run.position)):
         batch, cpu_inputs = next(batches)
         inputs = {k: v.to(accelerator.device) for k, v in cpu_inputs.items()}
@@ -146,7 +145,7 @@ def _loop(run: Run, source, batches: Iterator, params: list) -> dict:
             run.log_train(losses, optimizer.param_groups[0]["lr"], bar)
             losses = []
         if bar is not None:
-            _advance(bar, state)
+            advance(bar, state)
         if run.eval_due():
             trim(force=True)  # evaluation allocates on top of what training left: start it from the floor
             run.evaluate_and_checkpoint()
@@ -226,36 +225,3 @@ def _update(accelerator, optimizer, loss, params, cfg: TrainConfig) -> bool:
             return False
     optimizer.step()
     return True
-
-
-def _ahead(items: Iterator, prepare: Callable) -> Iterator:
-    """prepare(item) for the next item in a worker thread while the caller works on this one."""
-    with ThreadPoolExecutor(1, thread_name_prefix="slp-prefetch") as pool:
-        pending = pool.submit(lambda: prepare(next(items)))
-        while True:
-            try:
-                ready = pending.result()
-            except StopIteration:
-                return
-            pending = pool.submit(lambda: prepare(next(items)))
-            yield ready
-
-
-def _progress(main: bool, cfg: TrainConfig, state: TrainState):
-    if not main:
-        return None
-    from tqdm.auto import tqdm
-
-    if cfg.max_steps is None and cfg.max_minutes:  # a time budget: elapsed / budget seconds, with an ETA
-        bar = tqdm(total=round(60 * cfg.max_minutes), initial=round(state.elapsed), desc="train", unit="s",
-                   dynamic_ncols=True)  # fmt: skip
-        bar.by_time = True
-        return bar
-    return tqdm(total=cfg.max_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True)
-
-
-def _advance(bar, state: TrainState) -> None:
-    if getattr(bar, "by_time", False):
-        bar.update(max(0, min(round(state.elapsed), bar.total) - bar.n))
-    else:
-        bar.update(1)
