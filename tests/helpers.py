@@ -28,6 +28,23 @@ def write_recipe(tmp_path: Path, corpus: Path, **train) -> Path:
     return path
 
 
+def plain_pipeline(tag: str, model_dir: Path, clip: Path, call: str) -> str:
+    """The last printed line of `print(<call>)` on `pipe = pipeline(tag, model_dir)` in a fresh Python that
+    never imports slp_toolkit: what a user with plain transformers gets from the saved model."""
+    import os
+
+    code = (
+        f"import json, sys; from transformers import pipeline; pipe = pipeline({tag!r}, model=sys.argv[1]);"
+        f"assert 'slp_toolkit' not in sys.modules; print({call})"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(model_dir), str(clip)], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
 def losses(out: Path) -> list[float]:
     """The logged training losses of a run, in step order."""
     return [h["loss"] for h in json.loads((out / "history.json").read_text()) if "loss" in h]

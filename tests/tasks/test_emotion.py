@@ -5,16 +5,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
 import torch
-from helpers import losses
+from helpers import losses, plain_pipeline
 
 from slp_toolkit.cli import main
 from slp_toolkit.config import LoraConfig, recipe_from_dict
@@ -84,15 +81,7 @@ def test_output_loads_in_audio_classification_pipeline_and_matches_classify(tmp_
     assert main(["train", str(write_recipe(tmp_path, emotion_corpus, max_steps=3, eval_every=3))]) == 0
     out = tmp_path / "out"
     clip = sorted((emotion_corpus / "test_unseen").glob("*.flac"))[0]
-    code = (
-        "import json, sys; from transformers import pipeline;"
-        "clf = pipeline('audio-classification', model=sys.argv[1]);"
-        "assert 'slp_toolkit' not in sys.modules; print(json.dumps(clf(sys.argv[2], top_k=2)))"
-    )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-c", code, str(out), str(clip)], capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    theirs = json.loads(plain_pipeline("audio-classification", out, clip, "json.dumps(pipe(sys.argv[2], top_k=2))"))
     capsys.readouterr()
     assert main(["classify", str(out), str(clip), "--top-k", "2", "--json"]) == 0
     ours = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["labels"]
