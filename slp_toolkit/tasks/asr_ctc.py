@@ -175,11 +175,13 @@ def collate(examples: list[dict], processor) -> dict:
     return dict(batch)
 
 
-# Long-form input (any clip over LONG_SECONDS): windows of CHUNK_SECONDS that overlap by CONTEXT_SECONDS
-# on each side; each window's logits count only for its middle, so every frame is decided with context
-# on both sides (the pipeline's chunk_length_s / stride_length_s, done on logits before the argmax).
+# Long-form input (any clip over LONG_SECONDS) is cut at its pauses (slp_toolkit.segment) and each piece of
+# speech decoded alone, the way the model heard speech in training; a piece with no pause for over
+# LONG_SECONDS goes through windows of CHUNK_SECONDS that overlap by CONTEXT_SECONDS on each side, each
+# window's logits counting only for its middle (the pipeline's chunk_length_s / stride_length_s).
 LONG_SECONDS, CHUNK_SECONDS, CONTEXT_SECONDS = 30.0, 20.0, 2.0
 CHUNKS_PER_BATCH = 4
+SILENCE_LOGIT = -30.0  # the other tokens' logit on a pause's frames: the blank's probability rounds to 1
 
 
 @no_grad
@@ -276,7 +278,49 @@ def windows(n: int, chunk: int, context: int, align: int) -> list[tuple[int, int
 
 @no_grad
 def long_form_logits(model, processor, wave: np.ndarray) -> np.ndarray:
-    """(frames x vocab) logits of a clip of any length, window by window (see `windows`)."""
+    """(frames x vocab) logits of a clip of any length, as many frames as one pass would give: each piece of
+    speech between pauses decoded alone (in windows when longer than LONG_SECONDS), a pause's frames blank
+    and a word delimiter after each piece, so greedy and beam decoding and word times read it unchanged."""
+    import math
+
+    from slp_toolkit.segment import segments
+
+    rate, tokenizer = processor.feature_extractor.sampling_rate, processor.tokenizer
+    align = math.prod(getattr(model.config, "conv_stride", (320,)))  # input samples per output frame
+    total = _frames(model, [len(wave)], len(wave) // align)[0]
+    out = np.full((total, model.config.vocab_size), SILENCE_LOGIT, dtype=np.float32)
+    out[:, tokenizer.pad_token_id] = 0.0
+    delimiter = getattr(tokenizer, "word_delimiter_token_id", None)
+    pieces = segments(wave, rate)
+    longest = int(LONG_SECONDS * rate)
+    for a, b in (p for p in pieces if p[1] - p[0] > longest):
+        frames = _frames(model, [b - a], b - a)[0]  # windows can give a frame more than one pass
+        _place(out, windowed_logits(model, processor, wave[a:b])[:frames], a // align, delimiter)
+    short = sorted((p for p in pieces if p[1] - p[0] <= longest), key=lambda p: p[1] - p[0])
+    budget, group = CHUNKS_PER_BATCH * CHUNK_SECONDS * rate, []
+    for i, piece in enumerate(short):  # length-sorted batches of at most `budget` padded samples
+        group.append(piece)
+        following = short[i + 1][1] - short[i + 1][0] if i + 1 < len(short) else None
+        if following is None or following * (len(group) + 1) > budget:
+            logits = _logits(model, processor, [wave[a:b] for a, b in group])
+            lengths = _frames(model, [b - a for a, b in group], logits.shape[1])
+            for (a, _), row, n in zip(group, logits, lengths):
+                _place(out, row[:n].float().cpu().numpy(), a // align, delimiter)
+            group = []
+    return out
+
+
+def _place(out: np.ndarray, rows: np.ndarray, first: int, delimiter: int | None) -> None:
+    n = max(0, min(len(rows), len(out) - first))
+    out[first : first + n] = rows[:n]
+    if delimiter is not None and first + n < len(out):
+        out[first + n] = SILENCE_LOGIT
+        out[first + n, delimiter] = 0.0
+
+
+@no_grad
+def windowed_logits(model, processor, wave: np.ndarray) -> np.ndarray:
+    """(frames x vocab) logits of speech of any length, window by window (see `windows`)."""
     import math
 
     rate = processor.feature_extractor.sampling_rate

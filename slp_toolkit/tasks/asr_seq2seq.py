@@ -204,61 +204,56 @@ def collate(examples: list[dict], processor) -> dict:
 
 # ---------------------------------------------------------------- decoding and scoring
 def predict(model, processor, examples: list[dict]) -> list[str]:
-    """Batched `generate` with the saved language/task/beams; clips longer than the window go through
-    Whisper's long-form (sequential) decoding, one at a time, as the pipeline does."""
+    """Batched `generate` with the saved language/task/beams; a clip longer than the window is cut at its
+    pauses into pieces that fit (slp_toolkit.segment), decoded in batches and joined."""
     return [d["text"] for d in timed(model, processor, examples)]
 
 
 @no_grad
 def timed(model, processor, examples: list[dict]) -> list[dict]:
     """Transcripts with chunk timestamps: {"text", "chunks": [{"text", "start", "end"}]} in seconds. A clip
-    within the window is one chunk; a longer one has a chunk per long-form segment (a window, or less
-    where the model predicts timestamps)."""
+    within the window is one chunk; a longer one has a chunk per piece of speech between pauses (the
+    pauses themselves are not decoded: Whisper invents text for silence)."""
+    from slp_toolkit.segment import segments
+
     gen = model.generation_config
     # a Hub checkpoint's own generation config has no language/task: Whisper then detects the language
     language, task = getattr(gen, "language", None), getattr(gen, "task", None)
     _DECODED["language"] = language
     _DECODED["spelling"] = getattr(processor.tokenizer, "english_spelling_normalizer", None)
     extractor = processor.feature_extractor
-    param = next(model.parameters())
     kwargs = dict(language=language, task=task, num_beams=gen.num_beams, max_new_tokens=gen.max_new_tokens)
     kwargs["use_cache"] = True  # off in the config while training with gradient checkpointing
     audio = [np.asarray(e["audio"], dtype=np.float32) for e in examples]
-    rate = extractor.sampling_rate
-    short = [i for i, a in enumerate(audio) if len(a) <= extractor.n_samples]
-    out: list[dict] = [{}] * len(audio)
-    if short:
-        feats = extractor([audio[i] for i in short], sampling_rate=rate, return_tensors="pt")
-        ids = model.generate(input_features=feats["input_features"].to(param.device, param.dtype), **kwargs)
-        for i, text in zip(short, processor.batch_decode(ids, skip_special_tokens=True), strict=True):
-            chunk = {"text": text.strip(), "start": 0.0, "end": round(len(audio[i]) / rate, 3)}
-            out[i] = {"text": chunk["text"], "chunks": [chunk]}
-    for i in sorted(set(range(len(audio))) - set(short)):
-        log.warning("a %.1f s clip is longer than the %s s window: long-form decoding", len(audio[i]) / rate,
-                    extractor.chunk_length)  # fmt: skip
-        out[i] = _long_form(model, processor, audio[i], kwargs)
+    rate, pieces = extractor.sampling_rate, []  # (example, start, stop) in samples
+    for i, wave in enumerate(audio):
+        if len(wave) <= extractor.n_samples:
+            pieces.append((i, 0, len(wave)))
+            continue
+        cut = segments(wave, rate, extractor.chunk_length)
+        log.info("a %.1f s clip is longer than the %s s window: %d pieces between its pauses",
+                 len(wave) / rate, extractor.chunk_length, len(cut))  # fmt: skip
+        pieces += [(i, a, b) for a, b in cut]
+    texts, size = [], max(len(audio), PIECES_PER_BATCH)
+    for first in range(0, len(pieces), size):
+        group = pieces[first : first + size]
+        texts += _generate(model, processor, [audio[i][a:b] for i, a, b in group], kwargs)
+    out: list[dict] = [{"text": "", "chunks": []} for _ in audio]
+    for (i, a, b), text in zip(pieces, texts, strict=True):
+        out[i]["chunks"].append({"text": text, "start": round(a / rate, 3), "end": round(b / rate, 3)})
+    for d in out:
+        d["text"] = " ".join(c["text"] for c in d["chunks"] if c["text"])
     return out
 
 
-def _long_form(model, processor, wave: np.ndarray, kwargs: dict) -> dict:
+PIECES_PER_BATCH = 16
+
+
+def _generate(model, processor, waves: list[np.ndarray], kwargs: dict) -> list[str]:
     extractor, param = processor.feature_extractor, next(model.parameters())
-    feats = extractor(wave, sampling_rate=extractor.sampling_rate, truncation=False, padding="longest",
-                      return_attention_mask=True, return_tensors="pt")  # fmt: skip
-    result = model.generate(
-        input_features=feats["input_features"].to(param.device, param.dtype),
-        attention_mask=feats["attention_mask"].to(param.device),
-        return_segments=True,
-        **kwargs,
-    )
-    text = processor.batch_decode(result["sequences"], skip_special_tokens=True)[0].strip()
-    seconds = len(wave) / extractor.sampling_rate
-    chunks = []
-    for seg in result["segments"][0]:  # timestamps as predicted, kept inside the clip
-        start = min(max(float(seg["start"]), 0.0), seconds)
-        end = min(max(float(seg["end"]), start), seconds)
-        text = processor.decode(seg["tokens"], skip_special_tokens=True).strip()
-        chunks.append({"text": text, "start": round(start, 3), "end": round(end, 3)})
-    return {"text": text, "chunks": chunks}
+    feats = extractor(waves, sampling_rate=extractor.sampling_rate, return_tensors="pt")
+    ids = model.generate(input_features=feats["input_features"].to(param.device, param.dtype), **kwargs)
+    return [text.strip() for text in processor.batch_decode(ids, skip_special_tokens=True)]
 
 
 # `metrics` sees no model: `predict` records the language it decoded in, to pick the normaliser.

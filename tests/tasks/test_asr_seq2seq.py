@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -125,20 +126,25 @@ def test_english_and_basic_normalisers_by_language():
     )
 
 
-def test_a_clip_longer_than_the_window_is_decoded_long_form(corpus):
+def test_a_clip_longer_than_the_window_is_decoded_in_pieces_between_its_pauses(corpus):
     from slp_toolkit.synth.scratch import build_whisper
 
     torch.manual_seed(0)
     model, processor = build_whisper("tiny")
     model.generation_config.max_new_tokens = 8
-    long = torch.zeros(16000 * 10).numpy()  # 10 s > the tiny preset's 8 s window
+    rng = np.random.default_rng(0)
+    long = np.zeros(16000 * 10, np.float32)  # 10 s > the tiny preset's 8 s window; "speech" at 1-3 s and 6-8.5 s
+    for a, b in ((1.0, 3.0), (6.0, 8.5)):
+        long[int(a * 16000) : int(b * 16000)] = 0.1 * rng.standard_normal(int((b - a) * 16000))
     texts = TASK.predict(model.eval(), processor, [{"audio": long}, {"audio": long[:16000]}])
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
     timed = TASK.timed(model, processor, [{"audio": long}, {"audio": long[:16000]}])  # `slp transcribe --json`
     assert [t["text"] for t in timed] == texts
     assert timed[1]["chunks"] == [{"text": texts[1], "start": 0.0, "end": 1.0}]
     spans = [(c["start"], c["end"]) for c in timed[0]["chunks"]]
-    assert spans and all(0.0 <= a <= b <= 10.0 for a, b in spans) and spans == sorted(spans), spans
+    assert spans == [(0.9, 3.1), (5.9, 8.6)]  # each burst and 0.1 s of its pause; the silence is not decoded
+    alone = TASK.predict(model, processor, [{"audio": long[int(0.9 * 16000) : int(3.1 * 16000)]}])
+    assert timed[0]["chunks"][0]["text"] == alone[0]
 
 
 def test_a_pretrained_dir_gets_the_recipe_decoding_and_spec_augment(tmp_path, corpus, tiny_models):
