@@ -34,7 +34,7 @@ from slp_toolkit.memory import configure as configure_memory
 from slp_toolkit.memory import trim
 from slp_toolkit.prepare import prepare, usable
 from slp_toolkit.run import Run, TrainError, advance, progress_bar, tensorboard
-from slp_toolkit.speed import bf16_supported_on_cpu, compile_front_end
+from slp_toolkit.speed import bf16_supported_on_cpu, compile_front_end, use_shape_aware_attention
 from slp_toolkit.tasks import get_task, model_sampling_rate
 
 log = logging.getLogger("slp")
@@ -205,6 +205,8 @@ def _optimize(model, cfg: TrainConfig, accelerator) -> tuple:
     """(model, optimizer, trainable parameters), prepared by Accelerate, the model in train mode."""
     if cfg.compile:
         compile_front_end(model)
+    if use_shape_aware_attention(model):  # changes only bf16 on CPU (slp_toolkit/speed.py): ~10 % a step there
+        log.debug("attention: plain math for small bf16 score matrices on CPU, sdpa otherwise")
     params = [p for p in model.parameters() if p.requires_grad]
     total = sum(p.numel() for p in model.parameters())
     log.info("model: %s parameters, %s trainable", f"{total:,}", f"{sum(p.numel() for p in params):,}")

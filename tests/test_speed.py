@@ -83,3 +83,46 @@ def test_bf16_support_is_read_from_the_cpu():
     flags = open("/proc/cpuinfo").read() if __import__("os").path.exists("/proc/cpuinfo") else ""
     if "avx512_bf16" in flags or "amx_bf16" in flags:
         assert bf16_supported_on_cpu()
+
+
+@pytest.mark.parametrize("mask", ["none", "additive", "bool", "causal"])
+def test_shape_aware_attention_computes_what_sdpa_does(mask):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from slp_toolkit.speed import SCORES_LIMIT, shape_aware_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 4, 50, 16, generator=g).bfloat16().requires_grad_() for _ in range(3))
+    module = torch.nn.Module()
+    module.is_causal = mask == "causal"
+    keep = torch.ones(3, 1, 50, 50, dtype=torch.bool)
+    keep[1, :, :, 30:] = False  # the second clip is 30 frames long
+    attention = {"none": None, "causal": None, "bool": keep,
+                 "additive": torch.zeros(3, 1, 50, 50).masked_fill(~keep, torch.finfo(torch.float32).min)}[mask]  # fmt: skip
+    want = sdpa_attention_forward(module, q, k, v, attention)[0]
+    (want.float().square().sum()).backward()
+    want_grads = [t.grad.clone() for t in (q, k, v)]
+    for t in (q, k, v):
+        t.grad = None
+    got = shape_aware_attention(module, q, k, v, attention)[0]
+    (got.float().square().sum()).backward()
+    torch.testing.assert_close(got.float(), want.float(), rtol=0.02, atol=0.02)
+    for a, b in zip([t.grad for t in (q, k, v)], want_grads):
+        torch.testing.assert_close(a.float(), b.float(), rtol=0.05, atol=0.05)
+    assert 3 * 4 * 50 * 50 <= SCORES_LIMIT  # the plain path ran: sdpa's own result is not compared with itself
+    assert not torch.equal(got, want)
+
+
+def test_a_model_trained_with_shape_aware_attention_saves_and_loads_as_sdpa(tmp_path):
+    from transformers import Wav2Vec2ForCTC
+
+    from slp_toolkit.speed import ATTENTION, use_shape_aware_attention
+
+    model, _ = build_ctc(VOCAB, "tiny", mask_time_prob=0.0)
+    assert use_shape_aware_attention(model) and model.config._attn_implementation == ATTENTION
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, grads = _loss_and_grads(model, [16000, 9000])
+    assert torch.isfinite(torch.tensor(loss)) and all(torch.isfinite(g).all() for g in grads.values())
+    model.save_pretrained(tmp_path)
+    assert ATTENTION not in (tmp_path / "config.json").read_text()
+    assert Wav2Vec2ForCTC.from_pretrained(tmp_path).config._attn_implementation == "sdpa"
