@@ -107,11 +107,13 @@ def use_shape_aware_attention(model) -> bool:
     """Switch a transformers model that dispatches through AttentionInterface (and now uses sdpa) to
     `shape_aware_attention`; False (and nothing changed) for any other. `restore_attention` undoes it."""
     from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     config = getattr(model, "config", None)
     if getattr(config, "_attn_implementation", None) != "sdpa" or not hasattr(model, "set_attn_implementation"):
         return False
     AttentionInterface.register(ATTENTION, shape_aware_attention)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)  # the masks sdpa gets (boolean, or none at all)
     try:
         model.set_attn_implementation(ATTENTION)
     except (ValueError, ImportError) as e:  # a model class that cannot switch: keep its sdpa

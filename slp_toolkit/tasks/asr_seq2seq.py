@@ -176,23 +176,70 @@ def _load_processor(model_dir: str, base: str | None):
 # ---------------------------------------------------------------- features and labels
 def preprocess(example: dict, processor) -> dict:
     """Labels are <|startoftranscript|><|lang|><|task|><|notimestamps|> text <|endoftext|> minus the
-    first token: the model prepends decoder_start (= <|startoftranscript|>) when it shifts labels right."""
+    first token: the model prepends decoder_start (= <|startoftranscript|>) when it shifts labels right.
+    The clip's log-mel is computed here once (see `log_mel`), not in every epoch's batches."""
     ids = processor.tokenizer(example["text"]).input_ids
     if ids and ids[0] == processor.tokenizer.convert_tokens_to_ids(SOT):
         ids = ids[1:]
-    return {"labels": ids}
+    out = {"labels": ids}
+    mel = log_mel(np.asarray(example["audio"], np.float32), processor.feature_extractor) if "audio" in example else None
+    if mel is not None:
+        out |= {"log_mel": mel.T.ravel(), "log_mel_of": audio_key(example["audio"])}
+    return out
+
+
+def audio_key(audio) -> float:
+    """What the cached log-mel was computed from: a changed clip (noise, speed, a crop) gets the extractor."""
+    return float(np.sum(np.asarray(audio, dtype=np.float32), dtype=np.float64)) + 1e9 * len(audio)
+
+
+def log_mel(wave: np.ndarray, extractor) -> np.ndarray | None:
+    """(mels x frames) log10 mel power of the clip's own frames, before Whisper's clamp and scaling: the
+    frames its feature extractor gives for the clip padded to the window, bit for bit (the rest of the
+    window is silence, log10(1e-10) = -10). None where it cannot be cached (dither, a clip over the window)."""
+    import torch
+
+    room = extractor.n_samples - len(wave)
+    if room < 0 or getattr(extractor, "dither", 0.0) or not len(wave):
+        return None
+    # zeros past the clip as in the padded window: every frame of this shorter STFT sees what it sees there
+    padded = torch.from_numpy(np.pad(wave, (0, min(room, extractor.n_fft))))
+    stft = torch.stft(padded, extractor.n_fft, extractor.hop_length, window=torch.hann_window(extractor.n_fft),
+                      return_complex=True)  # fmt: skip
+    power = (stft[..., :-1].abs() ** 2).contiguous()
+    mel = torch.from_numpy(extractor.mel_filters).to(torch.float32).T @ power
+    return torch.clamp(mel, min=1e-10).log10().numpy()
+
+
+def features(examples: list[dict], extractor):
+    """Whisper's input features of a batch: from the cached log-mel where it is the clip's, else the extractor."""
+    cached = cached_features(examples, extractor)
+    if cached is not None:
+        return cached
+    audio = [np.asarray(e["audio"], dtype=np.float32) for e in examples]
+    return extractor(audio, sampling_rate=extractor.sampling_rate, return_tensors="pt")["input_features"]
+
+
+def cached_features(examples: list[dict], extractor):
+    """The extractor's features rebuilt from `log_mel` (pad with silence, clamp 8 below the clip's peak,
+    scale), or None unless every example's cache is of its audio as it is now."""
+    import torch
+
+    if not all("log_mel" in e and e["log_mel_of"] == audio_key(e["audio"]) for e in examples):
+        return None
+    mels, frames = extractor.feature_size, extractor.nb_max_frames
+    out = torch.full((len(examples), mels, frames), -10.0)
+    for row, e in zip(out, examples):
+        cached = torch.from_numpy(np.asarray(e["log_mel"], dtype=np.float32)).view(-1, mels)
+        row[:, : len(cached)] = cached.T[:, :frames]
+    top = out.amax(dim=(1, 2), keepdim=True)
+    return (torch.maximum(out, top - 8.0) + 4.0) / 4.0
 
 
 def collate(examples: list[dict], processor) -> dict:
     import torch
 
-    extractor = processor.feature_extractor
-    batch = extractor(
-        [np.asarray(e["audio"], dtype=np.float32) for e in examples],
-        sampling_rate=extractor.sampling_rate,
-        return_tensors="pt",
-    )
-    out = {"input_features": batch["input_features"]}
+    out = {"input_features": features(examples, processor.feature_extractor)}
     if examples and "labels" in examples[0]:
         longest = max(len(e["labels"]) for e in examples)
         labels = torch.full((len(examples), longest), -100, dtype=torch.long)  # -100: ignored by the loss
@@ -314,7 +361,7 @@ TASK = register(
         build=build,
         load=load,
         preprocess=preprocess,
-        preprocess_reads=("text",),
+        preprocess_reads=("text", "audio"),
         collate=collate,
         predict=predict,
         timed=timed,

@@ -157,3 +157,40 @@ def test_a_pretrained_dir_gets_the_recipe_decoding_and_spec_augment(tmp_path, co
     assert gen.max_new_tokens == model.config.max_target_positions - 4  # clamped to what the decoder holds
     assert model.config.apply_spec_augment and model.config.mask_time_prob == 0.1
     assert processor.tokenizer.convert_ids_to_tokens(processor.tokenizer("x").input_ids[1]) == "<|fr|>"
+
+
+def test_cached_log_mel_gives_the_extractors_features_and_a_changed_clip_the_extractor(corpus):
+    from slp_toolkit.data import load_split
+    from slp_toolkit.prepare import prepare
+    from slp_toolkit.synth.scratch import build_whisper
+
+    _, processor = build_whisper("tiny")
+    extractor = processor.feature_extractor  # an 8 s window
+    rng = np.random.default_rng(0)
+    window = extractor.n_samples
+    clips = [0.1 * rng.standard_normal(n).astype(np.float32) for n in (16000, window - 100, window, 4321, 401)]
+    examples = [{"audio": c, "text": "hello", **SEQ2SEQ.preprocess({"audio": c, "text": "hello"}, processor)}
+                for c in clips]  # fmt: skip
+    want = extractor(clips, sampling_rate=16000, return_tensors="pt")["input_features"]
+    got = SEQ2SEQ.cached_features(examples, extractor)
+    assert got is not None and got.shape == want.shape
+    assert torch.equal(TASK.collate(examples, processor)["input_features"], got)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    changed = [{**examples[0], "audio": clips[0] * 0.5}, examples[1]]  # e.g. augment: gain, same length
+    assert SEQ2SEQ.cached_features(changed, extractor) is None
+    torch.testing.assert_close(
+        TASK.collate(changed, processor)["input_features"],
+        extractor([clips[0] * 0.5, clips[1]], sampling_rate=16000, return_tensors="pt")["input_features"],
+    )
+    assert not torch.allclose(TASK.collate(changed, processor)["input_features"][0], got[0])
+    # through the real preparation: the cached column is there and its rows collate to the extractor's features
+    d = recipe_from_dict(tiny_recipe(corpus, corpus / "unused")).data
+    ds = prepare(load_split(str(corpus / "train"), d, 16000, TASK.needs, 4), TASK, processor)
+    rows = [ds[i] for i in range(4)]
+    assert "log_mel" in ds.column_names
+    torch.testing.assert_close(
+        SEQ2SEQ.cached_features(rows, extractor),
+        extractor([r["audio"] for r in rows], sampling_rate=16000, return_tensors="pt")["input_features"],
+        rtol=0,
+        atol=1e-5,
+    )
