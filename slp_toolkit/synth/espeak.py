@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import _ctypes
 import ctypes
+import hashlib
 import os
 import shutil
 import threading
@@ -49,10 +50,11 @@ def private_library() -> Path:
     import espeakng_loader
 
     source = Path(espeakng_loader.get_library_path())
-    stat = source.stat()
+    data = source.read_bytes()
     folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "slp_toolkit"
     folder.mkdir(parents=True, exist_ok=True)
-    copy = folder / f"espeak-{stat.st_size}-{stat.st_mtime_ns}{source.suffix}"
+    # named by content: every venv installs the same wheel with a new mtime, and one copy serves them all
+    copy = folder / f"espeak-{hashlib.sha256(data).hexdigest()[:16]}{source.suffix}"
     if not copy.exists():
         partial = folder / f"{copy.name}.{os.getpid()}.part"
         shutil.copyfile(source, partial)

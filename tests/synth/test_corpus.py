@@ -171,3 +171,23 @@ def test_slp_data_synth_prints_a_short_summary(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert len(out) == len(SPLITS) + 2 and out[0].startswith("train") and "{" not in "".join(out)
     assert out[-1].startswith(f"wrote {tmp_path / 'c'}") and (tmp_path / "c" / "summary.json").is_file()
+
+
+def test_the_private_espeak_copy_is_named_by_content(tmp_path, monkeypatch):
+    import os
+
+    import espeakng_loader
+
+    from slp_toolkit.synth.espeak import private_library
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = private_library()
+    source = Path(espeakng_loader.get_library_path())
+    st = source.stat()
+    os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a reinstall: the same bytes, a new mtime
+    try:
+        second = private_library()
+    finally:
+        os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert first == second and first.read_bytes() == source.read_bytes()
+    assert [p.name for p in (tmp_path / "slp_toolkit").iterdir()] == [first.name]  # one copy, no .part left
