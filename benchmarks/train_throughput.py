@@ -45,6 +45,7 @@ SETUPS: dict[str, dict] = {
                   "num_beams": 1, "max_new_tokens": 60},
         "learning_rate": 1e-3, "corpus": "asr", "eval_clips": 40,
         "data": {"max_seconds": 15, "max_train_samples": 1500},  # the peer's map stores 480 KB per clip
+        "ours_data": {"pack": True},  # clips joined into full windows (--no-pack: each clip padded alone)
     },
     "emotion": {
         "model": {"init": "scratch", "family": "wav2vec2", "preset": "small", "sampling_rate": RATE,
@@ -181,11 +182,12 @@ def recipe_for(spec: dict, side: str):
         "max_minutes": spec["seconds"] / 60, "num_threads": spec["threads"],
         "eval_every": 10**9,  # no mid-run checkpoint: the Trainer side saves nothing either
     }  # fmt: skip
+    data = {"train": str(Path(spec["corpus"]) / "train"), **setup["data"]}
     if side == "ours":
         train.update(spec["ours"])
+        data.update(setup.get("ours_data", {}) if spec["pack"] else {})
     recipe = {
-        "task": spec["task"], "model": setup["model"],
-        "data": {"train": str(Path(spec["corpus"]) / "train"), **setup["data"]},
+        "task": spec["task"], "model": setup["model"], "data": data,
         "train": train, "output_dir": str(Path(spec["work"]) / side),
     }  # fmt: skip
     path = Path(spec["work"]) / f"{side}_recipe.yaml"
@@ -450,9 +452,10 @@ def bench_task(task: str, args, corpus: Path, work: Path, out: Path) -> dict:
     spec = {
         "task": task, "corpus": str(corpus.resolve()), "seconds": args.seconds, "batch_seconds": args.batch_seconds,
         "threads": args.threads, "work": str(work), "out": str(out), "profile": args.profile, "ours": ours,
-        "trainer_bf16": args.trainer_bf16,
+        "trainer_bf16": args.trainer_bf16, "pack": not args.no_pack,
     }  # fmt: skip
-    print(f"[{task}] corpus {corpus}; {args.seconds:.0f} s per side; ours {ours}; work dir {work}", flush=True)
+    print(f"[{task}] corpus {corpus}; {args.seconds:.0f} s per side; ours {ours}, pack {spec['pack']}; work dir {work}",
+          flush=True)  # fmt: skip
     prep = run_child("prep", spec)
     print(f"  our data: {prep['clips']} train clips decoded or read back in {prep['decode_s']:.1f} s", flush=True)
     sides = {}
@@ -473,7 +476,9 @@ def bench_task(task: str, args, corpus: Path, work: Path, out: Path) -> dict:
         "ratio": ratio,
         "same_init": sides["ours"]["init_fingerprint"] == sides["trainer"]["init_fingerprint"],
         "disturbed": [name for name, r in sides.items() if r["other_cores"] > 0.2],
-        "config": {k: spec[k] for k in ("corpus", "seconds", "batch_seconds", "threads", "ours", "trainer_bf16")}
+        "config": {
+            k: spec[k] for k in ("corpus", "seconds", "batch_seconds", "threads", "ours", "trainer_bf16", "pack")
+        }
         | {"model": SETUPS[task]["model"], "learning_rate": SETUPS[task]["learning_rate"], "seed": SEED},
     }
 
@@ -492,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", choices=("no", "bf16"), default="bf16", help="our train.mixed_precision")
     p.add_argument("--no-compile", action="store_true", help="our side without train.compile")
     p.add_argument("--trim-memory-mb", type=int, default=None, help="our train.trim_memory_mb (default: off)")
+    p.add_argument("--no-pack", action="store_true", help="our Whisper side without data.pack (each clip alone)")
     p.add_argument("--trainer-bf16", action="store_true", help="the Trainer side with bf16=True too (ablation)")
     p.add_argument("--child", choices=("prep", "ours", "trainer"), help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)

@@ -96,13 +96,19 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
     writer = tensorboard(out) if main else None
     run = Run(task, recipe, accelerator, model, optimizer, processor, eval_ds, state, out, writer)
     run.position = load_position(found_at, rank, state) if resume else {}
+    model_config = accelerator.unwrap_model(model).config
 
     def collated(batch) -> tuple:
         # augmentation randomness is a function of the position, so a resumed run repeats it exactly
         rng = np.random.default_rng([cfg.seed, rank, *batch.key])
         # the task's own crops first: augmenting only the window that trains costs less
         examples = [task.augment(e, rng) for e in batch.examples]
-        return batch, task.collate(augment(examples, rng) if augment else examples, processor)
+        examples = augment(examples, rng) if augment else examples
+        if recipe.data.pack:  # after augmentation: each clip keeps its own noise, speed and level
+            clips, examples = len(examples), task.pack(examples, processor, rng, model_config)
+            if not run.position:
+                log.info("data.pack: the first batch's %d clips fill %d model inputs", clips, len(examples))
+        return batch, task.collate(examples, processor)
 
     batches = source.run(run.position)
     batches = prefetched(batches, collated) if cfg.prefetch else map(collated, batches)

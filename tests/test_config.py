@@ -108,6 +108,12 @@ def test_good_recipe_loads_with_typed_overrides(recipe):
             "{f}: 'model.preset' applies to model.init: scratch only (a checkpoint brings its own architecture); "
             "drop it, or set model.init: scratch",
         ),
+        (
+            None,
+            "data.pack=true",
+            "<command line>: 'data.pack' joins clips into a model's fixed input window; task asr_ctc has none "
+            "(tasks that pack: asr_seq2seq); drop data.pack",
+        ),
         (None, "train=3", "<command line>: 'train' must be a mapping of keys, got 3 (int)"),
         (None, "learning_rate", "<command line>: override 'learning_rate' must look like key.sub=value"),
     ],

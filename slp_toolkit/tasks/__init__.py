@@ -75,6 +75,9 @@ class Task:
     metrics(predictions, examples) -> dict[str, float]   scores against the examples' references
     compute_loss(model, batch) -> scalar tensor          the training loss (default: model(**batch).loss)
     augment(example, rng) -> example                     training-time only changes (crops, noise...)
+    pack(examples, processor, rng, model_config) -> list   a training batch's clips joined into fewer, fuller
+                                                         model inputs (`data.pack`); None: the task has no
+                                                         fixed window to fill
     keep(example, processor) -> bool                     rows the model can use (None: all of them);
                                                          keep_why says in a few words why others are left out
     beam(processor, settings) -> predict                 a beam-search predict (settings: lm.BeamSettings), for
@@ -119,6 +122,7 @@ class Task:
     lora_heads: tuple[str, ...] = ()
     compute_loss: Callable[[Any, dict], Any] = model_loss
     augment: Callable[[dict, Any], dict] = no_augment
+    pack: Callable[[list[dict], Any, Any, Any], list[dict]] | None = None
     keep: Callable[[dict, Any], bool] | None = None
     keep_why: str = ""
     beam: Callable[[Any, Any], Callable] | None = None

@@ -178,14 +178,58 @@ def preprocess(example: dict, processor) -> dict:
     """Labels are <|startoftranscript|><|lang|><|task|><|notimestamps|> text <|endoftext|> minus the
     first token: the model prepends decoder_start (= <|startoftranscript|>) when it shifts labels right.
     The clip's log-mel is computed here once (see `log_mel`), not in every epoch's batches."""
-    ids = processor.tokenizer(example["text"]).input_ids
-    if ids and ids[0] == processor.tokenizer.convert_tokens_to_ids(SOT):
-        ids = ids[1:]
-    out = {"labels": ids}
+    out = {"labels": label_ids(example["text"], processor.tokenizer)}
     mel = log_mel(np.asarray(example["audio"], np.float32), processor.feature_extractor) if "audio" in example else None
     if mel is not None:
         out |= {"log_mel": mel.T.ravel(), "log_mel_of": audio_key(example["audio"])}
     return out
+
+
+def label_ids(text: str, tokenizer) -> list[int]:
+    ids = tokenizer(text).input_ids
+    return ids[1:] if ids and ids[0] == tokenizer.convert_tokens_to_ids(SOT) else ids
+
+
+def pack(examples: list[dict], processor, rng, config) -> list[dict]:
+    """Clips of a batch joined into as few windows as fit (audio and transcript), in a random order
+    with random pauses (slp_toolkit.packing); each keeps its cached log-mel, placed at its frame."""
+    from slp_toolkit.packing import first_fit, join, pauses
+
+    ext, tokenizer = processor.feature_extractor, processor.tokenizer
+    order = [examples[i] for i in rng.permutation(len(examples))]
+    gaps = pauses(len(order), ext.sampling_rate, ext.hop_length, rng)
+    texts = [e["text"] for e in order]
+
+    def fits(members: list[int]) -> bool:
+        return len(label_ids(" ".join(texts[i] for i in members), tokenizer)) <= config.max_target_positions
+
+    sizes = [len(e["audio"]) + int(g) + ext.hop_length for e, g in zip(order, gaps, strict=True)]
+    out = []
+    for members in first_fit(sizes, ext.n_samples, fits):
+        group = [order[i] for i in members]
+        wave, starts = join([np.asarray(e["audio"], np.float32) for e in group], [gaps[i] for i in members],
+                            ext.hop_length)  # fmt: skip
+        text = " ".join(texts[i] for i in members)
+        packed = {"audio": wave, "text": text, "labels": label_ids(text, tokenizer)}
+        out.append(packed | _packed_mel(group, starts, wave, ext))
+    return out
+
+
+def _packed_mel(group: list[dict], starts: list[int], wave: np.ndarray, ext) -> dict:
+    """The window's log-mel from its clips' cached frames, each at its start frame: the joined audio's
+    frames but for the three whose STFT window straddles a join (cached with silence or a reflection
+    there): 30 ms at each pause, where being exact would mean running the extractor again."""
+    if not all("log_mel" in e and e["log_mel_of"] == audio_key(e["audio"]) for e in group):
+        return {}  # a clip changed by augmentation: the extractor reads the joined audio instead
+    mels, length = ext.feature_size, len(wave)
+    frames = (length + min(ext.n_samples - length, ext.n_fft)) // ext.hop_length
+    mel = np.full((frames, mels), -10.0, dtype=np.float32)
+    bounds = [s // ext.hop_length for s in starts[1:]] + [frames]
+    for e, start, stop in zip(group, starts, bounds, strict=True):
+        cached = np.asarray(e["log_mel"], dtype=np.float32).reshape(-1, mels)
+        first = start // ext.hop_length
+        mel[first : first + min(len(cached), stop - first)] = cached[: stop - first]
+    return {"log_mel": mel.ravel(), "log_mel_of": audio_key(wave)}
 
 
 def audio_key(audio) -> float:
@@ -362,6 +406,7 @@ TASK = register(
         load=load,
         preprocess=preprocess,
         preprocess_reads=("text", "audio"),
+        pack=pack,
         collate=collate,
         predict=predict,
         timed=timed,
