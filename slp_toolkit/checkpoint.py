@@ -27,6 +27,15 @@ SEAL = "complete.json"
 LOW_SPACE = 64 * 2**20  # below this, a save that failed without saying why ran out of disk
 
 
+def _not_tied_weights(record: logging.LogRecord) -> bool:
+    # Whisper's and SpeechT5's output layer is their token embedding (tied weights): Accelerate stores it once
+    # and warns at every save, yet loading the embedding restores both, so a resume is exact (tests).
+    return "Removed shared tensor" not in record.getMessage()  # Accelerate prefixes "[RANK n] "
+
+
+logging.getLogger("accelerate.utils.other").addFilter(_not_tied_weights)
+
+
 class CheckpointError(UserError):
     """No checkpoint can be written or resumed; the message says which and what to do."""
 
