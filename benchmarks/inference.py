@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     files = []
-    for i, source in enumerate(pick_files(find_corpus(args.corpus), args.files)):
+    for i, source in enumerate(pick_files(find_corpus(args.corpus, "asr"), args.files)):
         (folder / f"{i:05d}.flac").symlink_to(source)
         files.append(str(folder / f"{i:05d}.flac"))
     audio = sum(sf.info(f).duration for f in files)

@@ -452,7 +452,7 @@ def bench_task(task: str, args, corpus: Path, work: Path, out: Path) -> dict:
     spec = {
         "task": task, "corpus": str(corpus.resolve()), "seconds": args.seconds, "batch_seconds": args.batch_seconds,
         "threads": args.threads, "work": str(work), "out": str(out), "profile": args.profile, "ours": ours,
-        "trainer_bf16": args.trainer_bf16, "pack": not args.no_pack,
+        "trainer_bf16": args.trainer_bf16, "pack": not args.no_pack and "ours_data" in SETUPS[task],
     }  # fmt: skip
     print(f"[{task}] corpus {corpus}; {args.seconds:.0f} s per side; ours {ours}, pack {spec['pack']}; work dir {work}",
           flush=True)  # fmt: skip
