@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from slp_toolkit.config import ConfigError, DataConfig, UserError, load_recipe, missing_paths, recipe_description
+from slp_toolkit.evaluate import BATCH_SECONDS
 from slp_toolkit.inference import (
     add_decoder_args,
     cmd_classify,
@@ -22,6 +23,8 @@ from slp_toolkit.inference import (
 )
 
 EXIT_USER_ERROR = 2
+BATCH_HELP = (f"audio seconds per batch (default {BATCH_SECONDS['cpu']:g} on CPU, where small batches run faster, "
+              f"{BATCH_SECONDS['other']:g} on a GPU)")  # fmt: skip
 log = logging.getLogger("slp")
 
 
@@ -249,7 +252,7 @@ def _model_commands(sub) -> None:
     p.add_argument("--audio-column", default=None)
     p.add_argument("--max-samples", type=int, default=None)
     p.add_argument("--max-seconds", type=float, default=60.0, help="skip longer clips")
-    p.add_argument("--batch-seconds", type=float, default=120.0, help="audio seconds per batch")
+    p.add_argument("--batch-seconds", type=float, default=None, help=BATCH_HELP)
     p.add_argument("--output-dir", default=None, help="default: MODEL/eval/<split name>")
     p.add_argument("--folds", type=int, default=None, metavar="K",
                    help="speaker-independent K-fold: retrain the model's recipe on K-1 speaker groups of --data, "
@@ -262,7 +265,7 @@ def _model_commands(sub) -> None:
     p = sub.add_parser("transcribe", help="transcribe audio files with a trained ASR model")
     p.add_argument("model")
     p.add_argument("inputs", nargs="+", help="audio files or directories")
-    p.add_argument("--batch-seconds", type=float, default=120.0)
+    p.add_argument("--batch-seconds", type=float, default=None, help=BATCH_HELP)
     p.add_argument("--json", action="store_true",
                    help="one JSON object per line, with word (CTC) or chunk (Whisper) timestamps")  # fmt: skip
     p.add_argument("--strict", action="store_true", help="exit 1 if any file was unreadable")
@@ -283,7 +286,7 @@ def _model_commands(sub) -> None:
     p.add_argument("model")
     p.add_argument("inputs", nargs="+", help="audio files or directories")
     p.add_argument("--top-k", type=int, default=3, help="how many labels to print per file")
-    p.add_argument("--batch-seconds", type=float, default=120.0)
+    p.add_argument("--batch-seconds", type=float, default=None, help=BATCH_HELP)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--strict", action="store_true", help="exit 1 if any file was unreadable")
     p.set_defaults(func=cmd_classify)

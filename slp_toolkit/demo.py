@@ -35,7 +35,6 @@ from slp_toolkit.config import DataConfig, UserError
 log = logging.getLogger("slp")
 
 KINDS = ("transcribe", "synthesize", "classify")
-BATCH_SECONDS = 120.0  # `slp transcribe`'s default, so batching (and padding) match it
 MAX_TEXT_CHARS = 400
 MAX_EXAMPLES = 4
 # System fonts: the default theme fetches Google Fonts, which an offline or private demo cannot reach.
@@ -166,7 +165,9 @@ def predict(served: Served, waves: list, task=None) -> list:
 
     rows = [{"audio": w, "duration": len(w) / served.rate, "path": ""} for w in waves]
     ds = datasets.Dataset.from_list(rows).with_format("numpy")
-    return predict_split(task or served.task, served.model, served.processor, ds, BATCH_SECONDS)
+    return predict_split(
+        task or served.task, served.model, served.processor, ds, None
+    )  # `slp transcribe`'s batches, so padding matches
 
 
 def _answer(empty: Any, fn: Callable) -> Callable:

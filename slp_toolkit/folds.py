@@ -48,7 +48,7 @@ def run_folds(
     k: int,
     overrides: list[str] | None = None,
     data_cfg: DataConfig | None = None,
-    batch_seconds: float = 120.0,
+    batch_seconds: float | None = None,
 ) -> dict:
     """Train and test K speaker-independent folds of the recipe saved in `model_dir`; returns the
     summary also written to MODEL/folds/metrics.json. `overrides` (key=value) change the recipe of
@@ -149,7 +149,7 @@ def _train_fold(fold: Recipe, fold_dir: Path, train_rows: list[dict], test_rows:
     train(fold, resume=bool(checkpoints(fold_dir)))
 
 
-def _test_fold(task, fold: Recipe, fold_dir: Path, data_cfg: DataConfig, batch_seconds: float, group) -> dict:
+def _test_fold(task, fold: Recipe, fold_dir: Path, data_cfg: DataConfig, batch_seconds: float | None, group) -> dict:
     from slp_toolkit.evaluate import evaluate_split, load_for_eval, write_metrics
 
     cfg = dataclasses.replace(
