@@ -35,7 +35,8 @@ RECIPES = {
                                "automatic-speech-recognition"),
     "librispeech_wav2vec2_base": ("asr/librispeech_wav2vec2_base.yaml", "facebook/wav2vec2-base", "asr", 32, [],
                                   "automatic-speech-recognition"),
-    "whisper_small_lora": ("asr/whisper_small_lora.yaml", "openai/whisper-small", "asr", 12,
+    # Whisper batches count 30-s windows: 150 s = 5 clips, as the 12 s of audio (~5 clips) measured before
+    "whisper_small_lora": ("asr/whisper_small_lora.yaml", "openai/whisper-small", "asr", 150,
                            ["model.max_new_tokens=8"], "automatic-speech-recognition"),
     "wav2vec2_base_iemocap": ("emotion/wav2vec2_base_iemocap.yaml", "facebook/wav2vec2-base", "emotion", 32,
                               ["model.labels=null", "train.epochs=null"], "audio-classification"),

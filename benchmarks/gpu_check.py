@@ -24,14 +24,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 16000
-JOBS = {  # name -> recipe, twin, batch audio seconds (whisper: each clip is padded to a 30-s window)
-    "whisper_lora": ("asr/whisper_small_lora.yaml", "openai/whisper-small", 96),
+JOBS = {  # name -> recipe, twin, train.batch_seconds (whisper: 30-s windows, a clip each: 960 s = 32 clips)
+    "whisper_lora": ("asr/whisper_small_lora.yaml", "openai/whisper-small", 960),
     "wav2vec2_ctc": ("asr/wav2vec2_base_ctc.yaml", "facebook/wav2vec2-base", 200),
     # the shipped FSDP config on the one GPU (world size 1 still wraps and shards the model): it trains, saves
     # a full state dict and the output loads; no Trainer side. Not exercised on CPU: there Accelerate turns
     # ACCELERATE_USE_CPU into plain multi-CPU DDP whatever the config says.
     "wav2vec2_ctc_fsdp": ("asr/wav2vec2_base_ctc.yaml", "facebook/wav2vec2-base", 200),
 }
+INFERENCE = "inference"  # not a training job: every inference command on the device (see `inference`)
 LAUNCHERS = {"wav2vec2_ctc_fsdp": ["-m", "accelerate.commands.launch", "--config_file",
                                    str(ROOT / "recipes/accelerate/fsdp.yaml"), "--num_processes", "1"]}  # fmt: skip
 
@@ -100,7 +101,12 @@ def peer(job: str, twin: Path, spec: dict) -> dict:
 
     recipe = yaml.safe_load((ROOT / "recipes" / recipe_file).read_text())
     data = clips(Path(spec["corpus"]), recipe["data"]["max_seconds"])
-    batch_size = max(1, round(batch_seconds / float(np.mean([c["seconds"] for c in data]))))
+    from slp_toolkit.batches import clip_costs
+
+    # as many clips as our batches hold on average (Whisper: batch_seconds count a window per clip)
+    window = 30.0 if job == "whisper_lora" else None
+    costs = clip_costs([c["seconds"] for c in data], window)
+    batch_size = max(1, round(batch_seconds / float(np.mean(costs))))
     build = _whisper_peer if job == "whisper_lora" else _ctc_peer
     model, processor, prepare, collator, trainer_cls, extra = build(twin, recipe)
     ds = Dataset.from_list([{"audio": c["audio"], "text": c["text"]} for c in data]).map(
@@ -130,7 +136,7 @@ def peer(job: str, twin: Path, spec: dict) -> dict:
     result = trainer.train()
     steps = spec["steps"] - skip
     seconds = marks["end"] - marks["start"]
-    audio_per_step = batch_size * float(np.mean([c["seconds"] for c in data]))
+    audio_per_step = batch_size * float(np.mean([c["seconds"] for c in data]))  # audio, not windows
     return {"side": "peer", "job": job, "s_per_step": round(seconds / max(steps, 1), 4),
             "audio_s_per_s": round(audio_per_step * steps / seconds, 2),
             "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else None,
@@ -206,7 +212,74 @@ def _ctc_peer(twin: Path, recipe: dict):
 SPEC: dict = {}
 
 
+def inference(spec: dict, models: dict[str, Path]) -> list[dict]:
+    """Every inference command on the device: where the model ran (its own log line), wall time and real-time
+    factor over the test split. CTC and Whisper are the trained full-size outputs when those jobs ran, else tiny
+    checkpoints (as are emotion and TTS, whose quality is not the point here)."""
+    from slp_toolkit.synth.scratch import write_tiny_checkpoints
+
+    tiny = write_tiny_checkpoints(Path(spec["work"]) / "tiny")
+    test = Path(spec["corpus"]) / "test"
+    audio = sum(float(r["duration"]) for r in _durations(test))
+    ctc, whisper = models.get("wav2vec2_ctc", tiny["wav2vec2-ctc"]), models.get("whisper_lora", tiny["whisper"])
+    device = "cuda" if spec["device"] == "cuda" else "cpu"
+    out = Path(spec["work"]) / "inference"
+    out.mkdir(parents=True, exist_ok=True)
+    import numpy as np
+
+    dim = json.loads((tiny["speecht5-tts"] / "config.json").read_text())["speaker_embedding_dim"]
+    np.save(out / "speaker.npy", np.zeros(dim, dtype=np.float32))  # the tiny model has no speaker table
+    commands = {
+        "eval ctc": ["eval", str(ctc), "--data", str(test), "--output-dir", str(out / "eval_ctc")],
+        "transcribe ctc": ["transcribe", str(ctc), str(test)],
+        "transcribe ctc beam": ["transcribe", str(ctc), str(test), "--decoder", "beam"],
+        "eval whisper": ["eval", str(whisper), "--data", str(test), "--output-dir", str(out / "eval_whisper")],
+        "classify emotion": ["classify", str(tiny["wav2vec2-emotion"]), str(test)],
+        "synthesize tts": [
+            "synthesize",
+            str(tiny["speecht5-tts"]),
+            "hello there",
+            "-o",
+            str(out / "tts.wav"),
+            "--vocoder",
+            str(tiny["speecht5-hifigan"]),
+            "--speaker",
+            str(out / "speaker.npy"),
+        ],  # fmt: skip
+    }
+    slp = [sys.executable, "-m", "slp_toolkit"]
+    runs = {name: [*slp, *args] for name, args in commands.items()}
+    import torch
+
+    if spec["device"] == "cuda" and torch.cuda.device_count() >= 2:  # a process per GPU, each a shard of the split
+        runs["eval ctc, 2 GPUs"] = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                                    str(ROOT / "recipes/accelerate/ddp.yaml"), "--num_processes", "2",
+                                    "-m", "slp_toolkit", *commands["eval ctc"]]  # fmt: skip
+    rows = []
+    for name, argv in runs.items():
+        began = time.perf_counter()
+        done = subprocess.run([*argv, "--device", device], capture_output=True, text=True, env=_env(spec))
+        wall = time.perf_counter() - began
+        placed = [line.rsplit(" on ", 1)[-1] for line in done.stderr.splitlines() if ": running on " in line]
+        row = {"side": "inference", "job": name, "device": placed[-1] if placed else None, "wall_s": round(wall, 2)}
+        if done.returncode or not placed or not placed[-1].startswith(device):
+            row["error"] = (done.stderr or "the model's device was not logged")[-1500:]
+        elif name != "synthesize tts":
+            row["rtf"] = round(wall / max(audio, 1e-9), 4)  # the whole command: start-up and loading included
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def _durations(split: Path) -> list[dict]:
+    import soundfile as sf
+
+    return [{"duration": sf.info(f).duration} for f in sorted(split.glob("*.flac"))]
+
+
 def table(rows: list[dict]) -> str:
+    runs = [r for r in rows if r["side"] == "inference"]
+    rows = [r for r in rows if r["side"] != "inference"]
     lines = ["| job | side | s/step | audio-s/s | peak GPU MiB | final loss | ours / peer |", "|" + "---|" * 7]
     for r in rows:
         other = next((p for p in rows if p["job"] == r["job"] and p["side"] == "peer"), None)
@@ -217,6 +290,11 @@ def table(rows: list[dict]) -> str:
             continue
         lines.append(f"| {r['job']} | {r['side']} | {r['s_per_step']} | {r['audio_s_per_s']} | {r['peak_gpu_mib']} "
                      f"| {r['final_loss']} | {ratio} |")  # fmt: skip
+    if runs:
+        lines += ["", "| command | model on | wall s (process) | real-time factor |", "|---|---|---|---|"]
+        for r in runs:
+            said = f"error: {r['error'].splitlines()[-1][:80]}" if "error" in r else r.get("rtf", "")
+            lines.append(f"| slp {r['job']} | {r['device']} | {r['wall_s']} | {said} |")
     return "\n".join(lines)
 
 
@@ -229,7 +307,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("/tmp/slp_gpu_check"))
     p.add_argument("--whisper", default="openai/whisper-small", help="twin for the LoRA job (tiny for smoke tests)")
     p.add_argument("--out", type=Path, default=None, help="JSON result (default WORK/gpu_check.json)")
-    p.add_argument("--jobs", nargs="+", choices=list(JOBS), default=list(JOBS))
+    p.add_argument("--jobs", nargs="+", choices=[*JOBS, INFERENCE], default=[*JOBS, INFERENCE])
     p.add_argument("--scale", type=float, default=1.0, help="batch audio seconds x this (0.1 for a CPU smoke test)")
     p.add_argument("--peer", choices=list(JOBS), help=argparse.SUPPRESS)
     p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -240,12 +318,12 @@ def main() -> None:
     from slp_toolkit.synth.twins import write_twin
 
     twins = {job: write_twin(args.whisper if job == "whisper_lora" else name, args.work / "twins")
-             for job, (_, name, _) in JOBS.items()}  # fmt: skip
+             for job, (_, name, _) in JOBS.items() if job in args.jobs or job == args.peer}  # fmt: skip
     if args.peer:  # child: one Trainer side
         args.result.write_text(json.dumps(peer(args.peer, twins[args.peer], spec)))
         return
     rows = []
-    for job in args.jobs:
+    for job in (j for j in args.jobs if j != INFERENCE):
         rows.append(ours(job, twins[job], spec))
         print(json.dumps(rows[-1]), flush=True)
         if job in LAUNCHERS:
@@ -256,6 +334,9 @@ def main() -> None:
         rows.append(json.loads(result.read_text()) if done.returncode == 0 else
                     {"side": "peer", "job": job, "error": done.stderr[-1500:]})  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
+    if INFERENCE in args.jobs:
+        trained = {r["job"]: args.work / f"ours-{r['job']}" for r in rows if r["side"] == "ours" and "error" not in r}
+        rows += inference(spec, trained)
     import torch
 
     device = torch.cuda.get_device_name() if args.device == "cuda" and torch.cuda.is_available() else "cpu"

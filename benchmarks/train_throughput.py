@@ -295,8 +295,11 @@ def run_trainer(spec: dict) -> dict:
     t2 = time.perf_counter()
 
     seconds = spec["seconds"]
-    mean_clip = float(np.mean(train_ds["input_length"])) / RATE
-    batch_size = max(1, round(spec["batch_seconds"] / mean_clip))
+    # as many clips as our batches hold on average: seconds of audio, or a window per clip for an unpacked Whisper
+    from slp_toolkit.batches import clip_costs, window_seconds
+
+    costs = clip_costs(np.asarray(train_ds["input_length"]) / RATE, None if spec["pack"] else window_seconds(processor))
+    batch_size = max(1, round(spec["batch_seconds"] / float(np.mean(costs))))
     trainer_cls, args_cls = trainer_classes(spec["task"])
     args = args_cls(
         output_dir=str(work / "trainer_out"),

@@ -14,6 +14,7 @@ in every checkpoint.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -84,6 +85,22 @@ def bucket(ids, durations, batch_seconds: float, max_batch_size: int, multiple_o
     return batches
 
 
+def window_seconds(processor) -> float | None:
+    """The fixed input window of a model whose feature extractor pads every clip to it (Whisper: 30 s), else
+    None. Such a model spends a whole window on each clip, whatever its length."""
+    ext = getattr(processor, "feature_extractor", processor)
+    if getattr(ext, "n_samples", None) and getattr(ext, "chunk_length", None):
+        return float(ext.chunk_length)
+    return None
+
+
+def clip_costs(durations, window: float | None) -> np.ndarray:
+    """Seconds of model input each clip fills in a batch: its length, or the window where there is one (60
+    clips of 2 s are 120 s of audio, but 1,800 s of Whisper encoder input)."""
+    durations = np.asarray(durations, dtype=np.float64)
+    return np.maximum(durations, window) if window else durations
+
+
 @dataclass
 class Batch:
     examples: list[dict]  # this process's share, preprocessed
@@ -101,16 +118,17 @@ def examples_at(ds, indices: list[int]) -> list[dict]:
 class MapBatches:
     """Batches of a prepared, memory-mapped dataset."""
 
-    def __init__(self, ds, recipe: Recipe, rank: int, world: int):
+    def __init__(self, ds, recipe: Recipe, rank: int, world: int, window: float | None = None):
         self.ds, self.cfg, self.rank, self.world = ds, recipe.train, rank, world
         self.durations = np.asarray(column(ds, "duration"), dtype=np.float64)
+        self.costs = clip_costs(self.durations, window)
         self._epoch: tuple[int, list] | None = None
 
     def epoch(self, epoch: int) -> list[list[int]]:
         if self._epoch is None or self._epoch[0] != epoch:
             c = self.cfg
             batches = length_batches(
-                self.durations, c.batch_seconds, c.max_batch_size, c.seed, epoch, c.shuffle, self.world
+                self.costs, c.batch_seconds, c.max_batch_size, c.seed, epoch, c.shuffle, self.world
             )
             if not batches:
                 raise UserError(f"no batch fits train.batch_seconds={c.batch_seconds} with {self.world} process(es)")
@@ -137,9 +155,9 @@ class MapBatches:
 class StreamBatches:
     """Batches decoded on the fly from a local split or a Hub stream, through a bounded window."""
 
-    def __init__(self, recipe: Recipe, rate: int, task, processor, rank: int, world: int):
+    def __init__(self, recipe: Recipe, rate: int, task, processor, rank: int, world: int, window: float | None = None):
         self.recipe, self.rate, self.task, self.processor = recipe, rate, task, processor
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.window = rank, world, window
         self.spec = recipe.data.train
         self.tally = Tally()
         d = recipe.data
@@ -158,9 +176,9 @@ class StreamBatches:
                 window, read = self._window(rows)
                 if not read:
                     break
-                durations = [e["duration"] for e in window]
+                costs = clip_costs([e["duration"] for e in window], self.window)
                 rng = np.random.default_rng([t.seed, epoch, consumed // d.stream_window]) if t.shuffle else None
-                batches = bucket(np.arange(len(window)), durations, t.batch_seconds, t.max_batch_size, 1, rng)
+                batches = bucket(np.arange(len(window)), costs, t.batch_seconds, t.max_batch_size, 1, rng)
                 for b in range(skip, len(batches)):
                     examples = [window[j] for j in batches[b]]
                     seconds = self.world * float(sum(e["duration"] for e in examples))
@@ -241,8 +259,17 @@ def stream_metadata(recipe: Recipe, needs: tuple[str, ...]):
     return datasets.Dataset.from_list(records)
 
 
-def prefetched(items: Iterator, prepare: Callable) -> Iterator:
-    """prepare(item) for the next item in a worker thread while the caller works on this one."""
+def prefetched(items: Iterator, prepare: Callable, workers: int = 1) -> Iterator:
+    """prepare(item) for the next item(s) in worker threads while the caller works on this one, in order.
+    One worker also reads the item; several prepare the next `workers` items, read here in order."""
+    if workers > 1:
+        with ThreadPoolExecutor(workers, thread_name_prefix="slp-prefetch") as pool:
+            pending = deque(pool.submit(prepare, item) for item in islice(items, workers))
+            while pending:
+                ready = pending.popleft().result()
+                pending.extend(pool.submit(prepare, item) for item in islice(items, 1))
+                yield ready
+        return
     with ThreadPoolExecutor(1, thread_name_prefix="slp-prefetch") as pool:
         pending = pool.submit(lambda: prepare(next(items)))
         while True:

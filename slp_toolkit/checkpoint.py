@@ -147,19 +147,36 @@ def save(accelerator, out: Path, state: TrainState, position: dict, keep: int) -
     accelerator.wait_for_everyone()
 
 
-def export(model, processor, target: Path) -> None:
-    """save_pretrained model + processor into `target`, swapped in atomically."""
+def export(model, processor, target: Path, state_dict: dict | None = None) -> None:
+    """save_pretrained model + processor into `target`, swapped in atomically; `state_dict`: the weights to
+    write instead of the model's own (a sharded model's, gathered)."""
     tmp = target.with_name(f".tmp-{target.name}")
     with _space_for(target, tmp, target.parent):
         shutil.rmtree(tmp, ignore_errors=True)
         generation = getattr(model, "generation_config", None)
         with inference_settings(model.config, generation):
-            model.save_pretrained(tmp)
+            model.save_pretrained(tmp, **({"state_dict": state_dict} if state_dict is not None else {}))
             if generation is not None and not (tmp / "generation_config.json").exists():
                 generation.save_pretrained(tmp)  # a LoRA adapter's save leaves out its decoding settings
         save_pretrained(tmp, processor)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
+
+
+def is_sharded(model) -> bool:
+    """Whether the model's weights are split over processes (FSDP2: DTensor parameters), so that its forward and
+    its export need every process."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters())
+
+
+def gathered_state_dict(model) -> dict:
+    """A sharded model's full weights, gathered to the CPU of the main process (the others get {}): what a
+    plain `save_pretrained` then writes. Every process must call it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def copy_into(source: Path, out: Path) -> None:

@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 
 from slp_toolkit.config import ConfigError, DataConfig, UserError, load_recipe, missing_paths, recipe_description
+from slp_toolkit.device import add_device_arg
 from slp_toolkit.evaluate import BATCH_SECONDS
 from slp_toolkit.inference import (
     add_decoder_args,
+    add_precision_args,
     cmd_classify,
     cmd_eval,
     cmd_lm_build,
@@ -289,6 +291,7 @@ def _model_commands(sub) -> None:
     p.add_argument("--batch-seconds", type=float, default=None, help=BATCH_HELP)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--strict", action="store_true", help="exit 1 if any file was unreadable")
+    add_precision_args(p)
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("synthesize", help="speak a sentence with a trained text-to-speech model -> a wav file")
@@ -297,6 +300,7 @@ def _model_commands(sub) -> None:
     p.add_argument("--speaker", default=None, help="a speaker of the model's table, or a .npy speaker embedding")
     p.add_argument("-o", "--output", default="out.wav", help="wav file to write (16-bit PCM)")
     p.add_argument("--vocoder", default=None, help="griffin-lim, or a SpeechT5HifiGan dir / Hub name")
+    add_device_arg(p)
     p.set_defaults(func=cmd_synthesize)
 
 

@@ -42,6 +42,12 @@ class ModelConfig:
     preset: str = "small"
     sampling_rate: int = field(default=16000, metadata=rule(min=1000))
     gradient_checkpointing: bool = False
+    # transformers' attention kernel: sdpa, eager, flash_attention_2 (needs the flash-attn package, a GPU and
+    # bf16/fp16), flash_attention_3, flex_attention. None: sdpa, with plain math for small bf16 CPU batches
+    # (slp_toolkit/speed.py).
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"] | None = (
+        None
+    )
     dropout: float = field(default=0.0, metadata=rule(min=0.0, max=0.9))
     layerdrop: float = field(default=0.0, metadata=rule(min=0.0, max=0.9))
 
@@ -115,6 +121,19 @@ class TrainConfig:
     # Augment and collate the next batch in a worker thread while the current one trains (numpy and
     # torch release the GIL); false does it in the loop, one after the other.
     prefetch: bool = True
+    # Threads that augment and collate batches ahead of the loop (with prefetch). None: 1 on CPU, where each
+    # thread takes a core from the model, and 4 with a GPU, which otherwise waits for heavy augmentation.
+    data_workers: int | None = field(default=None, metadata=rule(min=1, max=64))
+    # TF32 matmuls/convolutions on Ampere and later GPUs (10-bit mantissa, several times the fp32 rate), as
+    # the Trainer's `tf32`; no effect on CPU.
+    tf32: bool = True
+    # Several processes: how long one waits for the others (evaluation, a checkpoint or the data cache on
+    # rank 0) before the run fails. The Trainer's ddp_timeout is 30 min; torch's default 10 min.
+    ddp_timeout_minutes: float = field(default=30.0, metadata=rule(gt=0.0))
+    # DDP: look for parameters a step did not use (layerdrop skips whole layers; DDP otherwise stops at the
+    # next step with "Expected to have finished reduction"). None: on when the model drops layers
+    # (any *layerdrop > 0), off otherwise (it costs a pass over the graph every step).
+    find_unused_parameters: bool | None = None
     # Return freed heap to the OS whenever resident memory grew this much (glibc fragments under batches of
     # changing shapes: the quickstart grew ~1.5 GB/min without). Costs throughput (~15 % measured on
     # the quickstart); null turns it off. See slp_toolkit/memory.py.

@@ -110,10 +110,12 @@ def _tab_of(spec: str) -> str:
     return task.tab.key
 
 
-def load_models(specs: dict[str, str | None]) -> tuple[dict[str, Served], list[str]]:
-    """Load the model of each tab; a tab whose task this version lacks gets a note instead."""
+def load_models(specs: dict[str, str | None], device: str = "auto") -> tuple[dict[str, Served], list[str]]:
+    """Load the model of each tab onto `device`; a tab whose task this version lacks gets a note instead."""
+    from slp_toolkit.device import load_placed, resolve
     from slp_toolkit.tasks import TaskNotImplementedError, detect_task
 
+    resolve(device)  # a device this machine lacks fails before any loading
     tasks, notes, known = {}, [], tabs()
     for tab, spec in specs.items():  # every model's task first: a wrong path fails before any loading
         if not spec:
@@ -129,7 +131,7 @@ def load_models(specs: dict[str, str | None]) -> tuple[dict[str, Served], list[s
     served = {}
     for tab, task in tasks.items():
         log.info("%s tab: loading %s (task %s)", known[tab].title, specs[tab], task.name)
-        served[tab] = Served(tab, specs[tab], task, *task.load(specs[tab]))
+        served[tab] = Served(tab, specs[tab], task, *load_placed(task, specs[tab], device))
     return served, notes
 
 
@@ -324,6 +326,9 @@ def add_launch_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=1, help="requests run at once (the rest queue)")
     parser.add_argument("--queue-size", type=int, default=32, help="most requests waiting in the queue")
     parser.add_argument("--examples", default=None, metavar="DIR", help="audiofolder whose first clips are examples")
+    from slp_toolkit.device import add_device_arg
+
+    add_device_arg(parser)
 
 
 def serve(specs: dict[str, str | None], args: argparse.Namespace, block: bool = True):
@@ -336,7 +341,7 @@ def serve(specs: dict[str, str | None], args: argparse.Namespace, block: bool = 
         raise DemoError("--max-mb and --max-seconds must be > 0 and --concurrency >= 1")
     if args.examples and not Path(args.examples).is_dir():
         raise DemoError(f"--examples {args.examples}: not a directory (expected an audiofolder)")
-    served, notes = load_models(specs)
+    served, notes = load_models(specs, args.device)
     if not served:
         raise DemoError("no tab to show: " + " ".join(notes))
     limits = Limits(args.max_mb, args.max_seconds)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slp_toolkit.batches import examples_at, length_batches
+from slp_toolkit.batches import clip_costs, examples_at, length_batches, window_seconds
 from slp_toolkit.data import column
 from slp_toolkit.memory import trim
 from slp_toolkit.tasks import Task
@@ -28,23 +28,47 @@ def default_batch_seconds(model) -> float:
 
 
 def predict_split(
-    task: Task, model, processor, ds, batch_seconds: float | None, max_batch_size: int = 32, compute: list | None = None
+    task: Task,
+    model,
+    processor,
+    ds,
+    batch_seconds: float | None,
+    max_batch_size: int = 32,
+    compute: list | None = None,
+    shard: tuple[int, int] = (0, 1),
+    lockstep: bool = False,
+    counts: dict | None = None,
 ) -> list:
     """Predictions in dataset order, computed in length-sorted batches (little padding; `batch_seconds`
-    None: BATCH_SECONDS). `compute`, when given, receives each example's share of its batch's wall time
-    (split by audio duration)."""
+    None: BATCH_SECONDS; a fixed-window model's clips count a window each). `compute`, when given, receives
+    each example's share of its batch's wall time (split by audio duration).
+
+    `shard` (rank, world): this process predicts every world-th batch from its rank on (the others stay
+    None). `lockstep`: every process runs the same number of batches, the shorter shards repeating one
+    whose output is dropped, as a sharded model (FSDP) needs every process in each forward. `counts`, when
+    given, receives this process's number of batches and of rounds (its batches plus fillers)."""
     import time
 
     batch_seconds = batch_seconds or default_batch_seconds(model)
     durations = np.asarray(column(ds, "duration"), dtype=np.float64)
-    batches = length_batches(durations, batch_seconds, max_batch_size, seed=0, epoch=0, shuffle=False)
+    costs = clip_costs(durations, window_seconds(processor))
+    batches = length_batches(costs, batch_seconds, max_batch_size, seed=0, epoch=0, shuffle=False)
+    rank, world = shard
+    mine = batches[rank::world]
+    rounds = -(-len(batches) // world) if lockstep else len(mine)
+    if counts is not None:
+        counts.update(batches=len(mine), rounds=rounds)
     predictions: list = [None] * len(ds)
     if compute is not None:
         compute[:] = [0.0] * len(ds)
     model.eval()
-    for idx in batches:
+    for j in range(rounds):
+        idx = mine[j] if j < len(mine) else batches[0]
         began = time.perf_counter()
-        for i, p in zip(idx, task.predict(model, processor, examples_at(ds, idx)), strict=True):
+        found = task.predict(model, processor, examples_at(ds, idx))
+        if j >= len(mine):
+            continue  # a lockstep filler
+        for i, p in zip(idx, found, strict=True):
             predictions[i] = p
         if compute is not None:
             took, total = time.perf_counter() - began, max(float(durations[idx].sum()), 1e-9)
@@ -54,21 +78,45 @@ def predict_split(
     return predictions
 
 
-def load_for_eval(task: Task, model_dir: str, spec: str, cfg, max_samples: int | None = None) -> tuple:
-    """(model, processor, split): a model dir and a split read at its processor's rate, prepared for it.
-    The one way `slp eval` and speaker folds read a model and its test data."""
-    from slp_toolkit.data import load_split, sampling_rate
-    from slp_toolkit.prepare import prepare
+def evaluate_split(
+    task: Task, model, processor, ds, batch_seconds: float | None, state=None, lockstep: bool = False
+) -> tuple[dict | None, list | None]:
+    """(metrics, predictions) of the model on a split. With `state` (an Accelerate state of several
+    processes) each process predicts its shard and the main process scores them all; the others get
+    (None, None)."""
+    world = state.num_processes if state is not None else 1
+    rank = state.process_index if state is not None else 0
+    counts: dict = {}
+    predictions = predict_split(
+        task, model, processor, ds, batch_seconds, shard=(rank, world), lockstep=lockstep, counts=counts
+    )
+    if world > 1:
+        from accelerate.utils import gather_object
 
-    model, processor = task.load(model_dir)
-    ds = load_split(spec, cfg, sampling_rate(processor), task.needs, max_samples)
-    return model, processor, prepare(ds, task, processor)
-
-
-def evaluate_split(task: Task, model, processor, ds, batch_seconds: float | None) -> tuple[dict, list]:
-    predictions = predict_split(task, model, processor, ds, batch_seconds)
+        mine = [(i, p) for i, p in enumerate(predictions) if p is not None]
+        log.info("evaluation: process %d of %d predicted %d of %d clips in %d batches (%d rounds)", rank, world,
+                 len(mine), len(ds), counts["batches"], counts["rounds"])  # fmt: skip
+        gathered = gather_object(mine)
+        if not state.is_main_process:
+            return None, None
+        for i, p in gathered:
+            predictions[i] = p
     examples = examples_at(ds, list(range(len(ds))))
     return task.metrics(predictions, examples), predictions
+
+
+def load_for_eval(
+    task: Task, model_dir: str, spec: str, cfg, max_samples: int | None = None, device: str | None = "auto"
+) -> tuple:
+    """(model, processor, split): a model dir on `device` (see device.py) and a split read at its processor's
+    rate, prepared for it. The one way `slp eval` and speaker folds read a model and its test data."""
+    from slp_toolkit.data import load_split, sampling_rate
+    from slp_toolkit.device import load_placed
+    from slp_toolkit.prepare import prepare
+
+    model, processor = load_placed(task, model_dir, device)
+    ds = load_split(spec, cfg, sampling_rate(processor), task.needs, max_samples)
+    return model, processor, prepare(ds, task, processor)
 
 
 def write_metrics(metrics: dict, path: Path) -> None:

@@ -49,11 +49,12 @@ def run_folds(
     overrides: list[str] | None = None,
     data_cfg: DataConfig | None = None,
     batch_seconds: float | None = None,
+    device: str = "auto",
 ) -> dict:
     """Train and test K speaker-independent folds of the recipe saved in `model_dir`; returns the
     summary also written to MODEL/folds/metrics.json. `overrides` (key=value) change the recipe of
     every fold (e.g. a shorter train.max_minutes); `data_cfg` says how to read `data` (columns) and
-    how long a test clip may be."""
+    how long a test clip may be; `device` where each fold's model is tested (training places itself)."""
     from slp_toolkit.tasks import get_task
 
     model_dir, data_cfg = Path(model_dir), data_cfg or DataConfig(min_seconds=0.0, max_seconds=60.0)
@@ -80,7 +81,7 @@ def run_folds(
         test_rows = [r for r in rows if r["speaker"] in held]
         fold = _fold_recipe(recipe, fold_dir, task.needs)
         _train_fold(fold, fold_dir, train_rows, test_rows)
-        results.append(_test_fold(task, fold, fold_dir, data_cfg, batch_seconds, group))
+        results.append(_test_fold(task, fold, fold_dir, data_cfg, (batch_seconds, device), group))
     summary = summarize(results)
     out = model_dir / "folds"
     from slp_toolkit.evaluate import write_metrics
@@ -149,9 +150,11 @@ def _train_fold(fold: Recipe, fold_dir: Path, train_rows: list[dict], test_rows:
     train(fold, resume=bool(checkpoints(fold_dir)))
 
 
-def _test_fold(task, fold: Recipe, fold_dir: Path, data_cfg: DataConfig, batch_seconds: float | None, group) -> dict:
+def _test_fold(task, fold: Recipe, fold_dir: Path, data_cfg: DataConfig, how: tuple, group) -> dict:
+    """The fold's model tested on its held-out speakers; `how` is (batch_seconds, device)."""
     from slp_toolkit.evaluate import evaluate_split, load_for_eval, write_metrics
 
+    batch_seconds, device = how
     cfg = dataclasses.replace(
         data_cfg,
         audio_column="audio",
@@ -159,7 +162,7 @@ def _test_fold(task, fold: Recipe, fold_dir: Path, data_cfg: DataConfig, batch_s
         label_column="label",
         speaker_column="speaker",
     )
-    model, processor, ds = load_for_eval(task, str(fold_dir), str(fold_dir / "test.jsonl"), cfg)
+    model, processor, ds = load_for_eval(task, str(fold_dir), str(fold_dir / "test.jsonl"), cfg, device=device)
     metrics, _ = evaluate_split(task, model, processor, ds, batch_seconds)
     out = fold_dir / "eval"
     out.mkdir(exist_ok=True)

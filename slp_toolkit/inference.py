@@ -31,18 +31,29 @@ def cmd_eval(args) -> int:
     if args.folds:
         from slp_toolkit.folds import headline, run_folds
 
-        summary = run_folds(args.model, args.data, args.folds, args.fold_override, data_cfg, args.batch_seconds)
+        summary = run_folds(args.model, args.data, args.folds, args.fold_override, data_cfg, args.batch_seconds,
+                            args.device)  # fmt: skip
         print(format_table({k: v for k, v in summary.items() if not k.startswith(("confusion/", "support/"))}))
         print(headline(summary))
         print(f"metrics written to {Path(args.model) / 'folds' / 'metrics.json'}")
         return 0
+    from slp_toolkit.device import process_state
+
     task = detect_task(args.model)
-    model, processor, ds = load_for_eval(task, args.model, args.data, data_cfg, args.max_samples)
-    decoding = _decoding(task, args.model, processor, args)
-    metrics, predictions = evaluate_split(decoding, model, processor, ds, args.batch_seconds)
+    # under `accelerate launch` each process takes its GPU and a shard of the split; the main one scores
+    state = process_state()
+    device = str(state.device) if state.num_processes > 1 else args.device
+    with state.main_process_first():  # the main process decodes the split into the cache, the others read it
+        model, processor, ds = load_for_eval(task, args.model, args.data, data_cfg, args.max_samples, device)
+    decoding = _decoding(task, args.model, model, processor, args)
+    metrics, predictions = evaluate_split(decoding, model, processor, ds, args.batch_seconds, state)
     if decoding is not task:  # beam search: the greedy scores beside it, so the LM's gain is in one table
-        greedy, _ = evaluate_split(task, model, processor, ds, args.batch_seconds)
-        metrics.update({f"{k}_greedy": v for k, v in greedy.items() if "/" not in k and k != "n"})
+        greedy, _ = evaluate_split(_decoding(task, args.model, model, processor, args, greedy=True), model,
+                                   processor, ds, args.batch_seconds, state)  # fmt: skip
+        if greedy is not None:
+            metrics.update({f"{k}_greedy": v for k, v in greedy.items() if "/" not in k and k != "n"})
+    if not state.is_main_process:
+        return 0
     out = Path(args.output_dir or Path(args.model) / "eval" / split_name(args.data))
     out.mkdir(parents=True, exist_ok=True)
     write_metrics(metrics, out / "metrics.json")
@@ -65,11 +76,12 @@ def cmd_eval(args) -> int:
 
 
 def cmd_transcribe(args) -> int:
+    from slp_toolkit.device import load_placed
     from slp_toolkit.evaluate import predict_split
     from slp_toolkit.tasks import detect_task
 
     task = detect_task(args.model)
-    model, processor = task.load(args.model)
+    model, processor = load_placed(task, args.model, args.device)
     began = time.perf_counter()
     rows, ds, failed = _read_inputs(args.inputs, sampling_rate(processor))
     compute: list[float] = []
@@ -77,7 +89,7 @@ def cmd_transcribe(args) -> int:
         import dataclasses
 
         task = dataclasses.replace(task, predict=task.timed)
-    decoding = _decoding(task, args.model, processor, args)
+    decoding = _decoding(task, args.model, model, processor, args)
     predictions = predict_split(decoding, model, processor, ds, args.batch_seconds, compute=compute)
     for row, found, seconds in zip(rows, predictions, compute, strict=True):
         timed = found if isinstance(found, dict) else {"text": found}
@@ -100,9 +112,12 @@ def cmd_classify(args) -> int:
 
     from slp_toolkit.evaluate import predict_split
 
-    task, model, processor = _load(args.model, "audio-classification", "an audio classifier (see `slp transcribe`)")
+    task, model, processor = _load(args.model, "audio-classification", "an audio classifier (see `slp transcribe`)",
+                                   args.device)  # fmt: skip
     rows, ds, failed = _read_inputs(args.inputs, sampling_rate(processor))
-    ranking = dataclasses.replace(task, predict=partial(task.ranked, k=args.top_k))
+    ranking = _with_precision(
+        dataclasses.replace(task, predict=partial(task.ranked, k=args.top_k)), model, args.precision
+    )
     for row, best in zip(rows, predict_split(ranking, model, processor, ds, args.batch_seconds), strict=True):
         if args.json:
             print(json.dumps({"path": row["path"], "labels": [{"label": lb, "score": s} for lb, s in best]}))
@@ -114,7 +129,7 @@ def cmd_classify(args) -> int:
 def cmd_synthesize(args) -> int:
     import soundfile as sf
 
-    task, model, processor = _load(args.model, "text-to-speech", "a text-to-speech model")
+    task, model, processor = _load(args.model, "text-to-speech", "a text-to-speech model", args.device)
     example = {"text": args.text, "speaker": args.speaker or "", "vocoder": args.vocoder or ""}
     result = task.predict(model, processor, [example])[0]
     out = Path(args.output)
@@ -125,23 +140,25 @@ def cmd_synthesize(args) -> int:
 
 
 # ---------------------------------------------------------------- helpers
-def _load(model_dir: str, tag: str, what: str) -> tuple:
-    """(task, model, processor) of a model dir whose task serves `tag`, else one line saying what it is."""
+def _load(model_dir: str, tag: str, what: str, device: str) -> tuple:
+    """(task, model, processor) of a model dir whose task serves `tag`, the model on `device`; else one line
+    saying what it is."""
+    from slp_toolkit.device import load_placed
     from slp_toolkit.tasks import detect_task
 
     task = detect_task(model_dir)
     if task.pipeline_tag != tag:
         raise ConfigError(f"{model_dir}: a {task.name} model, not {what}")
-    return task, *task.load(model_dir)
+    return task, *load_placed(task, model_dir, device)
 
 
-def _decoding(task, model_dir: str, processor, args):
+def _decoding(task, model_dir: str, model, processor, args, greedy: bool = False):
     """The task as is (greedy), or with the beam-search predict `--decoder beam` asks for, under bf16
-    autocast when `--precision bf16` asks for it."""
+    autocast when `--precision` asks for it (auto: on a GPU with bf16)."""
     import dataclasses
 
-    task = _with_precision(task, args.precision)
-    if args.decoder == "greedy":
+    task = _with_precision(task, model, args.precision)
+    if args.decoder == "greedy" or greedy:
         if args.lm:
             raise ConfigError("--lm needs --decoder beam")
         return task
@@ -155,22 +172,26 @@ def _decoding(task, model_dir: str, processor, args):
     return dataclasses.replace(task, predict=task.beam(processor, settings))
 
 
-def _with_precision(task, precision: str):
+def _with_precision(task, model, precision: str):
     """bf16 autocast around the task's predict: ~2x faster on CPUs with AVX512-BF16/AMX and on GPUs,
-    logits within bf16 rounding of fp32 (a near-tie frame may pick another token)."""
+    logits within bf16 rounding of fp32 (a near-tie frame may pick another token). `auto`: bf16 where the
+    model sits on a GPU with bf16, else fp32."""
     import dataclasses
 
-    if precision == "fp32":
+    from slp_toolkit.device import model_device, precision_for
+
+    device = model_device(model)
+    if precision_for(device, precision) == "fp32":
         return task
     import torch
 
-    if not torch.cuda.is_available() and not torch.backends.mkldnn.is_available():
+    if device.type == "cpu" and not torch.backends.mkldnn.is_available():
         raise ConfigError("--precision bf16 needs a GPU or a CPU build of torch with oneDNN")
     inner = task.predict
+    log.info("bf16 autocast on %s", device)
 
     def predict(model, processor, examples):
-        device = next(model.parameters()).device.type
-        with torch.autocast(device, dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             return inner(model, processor, examples)
 
     return dataclasses.replace(task, predict=predict)
@@ -196,8 +217,17 @@ def add_decoder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam-size", type=int, default=32)
     p.add_argument("--lm-weight", type=float, default=1.0, help="LM weight (beam search; tune on validation)")
     p.add_argument("--word-bonus", type=float, default=0.0, help="score added per word (beam search)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16: autocast inference, ~2x faster where the CPU has bf16 (avx512_bf16/AMX) or on a GPU")  # fmt: skip
+    add_precision_args(p)
+
+
+def add_precision_args(p: argparse.ArgumentParser) -> None:
+    """--device and --precision, for every command that runs a model."""
+    from slp_toolkit.device import add_device_arg
+
+    add_device_arg(p)
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="bf16: autocast inference, ~2x faster on a GPU or where the CPU has bf16 (avx512_bf16/AMX); "
+                   "auto: bf16 on a GPU with bf16, fp32 elsewhere")  # fmt: skip
 
 
 def _read_inputs(inputs: list[str], rate: int):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from slp_toolkit.batches import examples_at
-from slp_toolkit.checkpoint import copy_into, export, save
+from slp_toolkit.checkpoint import copy_into, export, gathered_state_dict, is_sharded, save
 from slp_toolkit.config import Recipe, UserError
 from slp_toolkit.evaluate import evaluate_split, write_metrics
 from slp_toolkit.tasks import Task
@@ -86,20 +86,28 @@ class Run:
             self.writer.add_scalar("train/lr", lr, s.step)
             self.writer.add_scalar("train/audio_seconds_per_second", speed, s.step)
 
+    @property
+    def sharded(self) -> bool:
+        """FSDP: every process holds a shard of the weights, so every forward and every export takes all of them."""
+        from accelerate.utils import DistributedType
+
+        return self.acc.distributed_type == DistributedType.FSDP or is_sharded(self.model)
+
     def evaluate(self) -> dict | None:
+        """Every process predicts its shard of the eval split; the main process scores them (others: None)."""
         if self.eval_ds is None:
             return None
-        metrics = None
-        if self.acc.is_main_process:
-            model = self.acc.unwrap_model(self.model)
-            metrics, predictions = evaluate_split(
-                self.task, model, self.processor, self.eval_ds, self.cfg.batch_seconds
-            )
-            if self.task.report is not None:  # e.g. TTS: audio samples, spectrogram and alignment plots
-                examples = examples_at(self.eval_ds, list(range(min(3, len(self.eval_ds)))))
-                where = self.out / "samples" / f"step-{self.state.step:07d}"
-                self.task.report(model, self.processor, predictions[:3], examples, where, self.writer, self.state.step)
-            model.train()
+        model = self.acc.unwrap_model(self.model)
+        state = self.acc.state if self.acc.num_processes > 1 else None
+        metrics, predictions = evaluate_split(
+            self.task, model, self.processor, self.eval_ds, self.cfg.batch_seconds, state, lockstep=self.sharded
+        )
+        # e.g. TTS: audio samples, spectrogram and alignment plots; a sharded model cannot run on one process
+        if self.acc.is_main_process and self.task.report is not None and not self.sharded:
+            examples = examples_at(self.eval_ds, list(range(min(3, len(self.eval_ds)))))
+            where = self.out / "samples" / f"step-{self.state.step:07d}"
+            self.task.report(model, self.processor, predictions[:3], examples, where, self.writer, self.state.step)
+        model.train()
         return metrics
 
     def evaluate_and_checkpoint(self) -> None:
@@ -118,7 +126,6 @@ class Run:
             better = s.best is None or (value > s.best if self.task.greater_is_better else value < s.best)
             if better:
                 s.best, s.best_step, s.bad_evals = value, s.step, 0
-                self._export(self.out / "best")
             else:
                 s.bad_evals += 1
             flags[0] = float(better)
@@ -131,6 +138,8 @@ class Run:
             from accelerate.utils import broadcast
 
             flags = broadcast(flags, from_process=0)
+        if flags[0].item():
+            self._export(self.out / "best")  # every process: a sharded model's weights are gathered first
         self.stop_early = bool(flags[1].item())
         self.checkpoint()
 
@@ -140,7 +149,11 @@ class Run:
             save(self.acc, self.out, self.state, self.position, self.cfg.keep_checkpoints)
 
     def _export(self, target: Path) -> None:
-        export(self.acc.unwrap_model(self.model), self.processor, target)
+        """The model into `target` (main process). Called by every process: under FSDP the full weights
+        are gathered from the shards (Accelerate's get_state_dict) before the main process writes them."""
+        weights = gathered_state_dict(self.model) if self.sharded else None
+        if self.acc.is_main_process:
+            export(self.acc.unwrap_model(self.model), self.processor, target, weights)
 
     def finish(self) -> dict:
         s = self.state
@@ -148,12 +161,12 @@ class Run:
             self.evaluate_and_checkpoint()
         self.checkpoint()
         metrics: dict = {"step": s.step, "elapsed_s": round(s.elapsed, 1)}
+        self.acc.wait_for_everyone()  # every process sees the same best/ before deciding (an export is collective)
+        if not (self.out / "best").is_dir():  # no evaluation: the last weights (every process, see _export)
+            self._export(self.out / "best")
+        self.acc.wait_for_everyone()
         if self.acc.is_main_process:
-            source = self.out / "best" if (self.out / "best").is_dir() else None
-            if source is None:
-                self._export(self.out / "best")
-                source = self.out / "best"
-            copy_into(source, self.out)
+            copy_into(self.out / "best", self.out)
             evals = [h for h in s.history if "eval" in h and h["step"] == s.best_step]
             metrics.update(best_step=s.best_step, **(evals[-1]["eval"] if evals else {}))
             metrics["audio_seconds_per_second"] = round(s.audio_seconds / max(s.elapsed, 1e-9), 2)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from slp_toolkit.augment import augmenter_for
-from slp_toolkit.batches import MapBatches, StreamBatches, prefetched, stream_metadata
+from slp_toolkit.batches import MapBatches, StreamBatches, prefetched, stream_metadata, window_seconds
 from slp_toolkit.checkpoint import (
     TrainState,
     checkpoints,
@@ -30,6 +30,7 @@ from slp_toolkit.checkpoint import (
 )
 from slp_toolkit.config import Recipe, TrainConfig, save_recipe
 from slp_toolkit.data import load_split, workers_for
+from slp_toolkit.device import speed_settings
 from slp_toolkit.memory import configure as configure_memory
 from slp_toolkit.memory import trim
 from slp_toolkit.prepare import prepare, usable
@@ -81,7 +82,7 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, out / "recipe.yaml")
         processor.save_pretrained(out)
-    model, optimizer, params = _optimize(model, cfg, accelerator)
+    model, optimizer, params = _optimize(model, cfg, accelerator, recipe.model.attn_implementation is None)
     state, found_at = TrainState(), None
     if resume:
         if main:
@@ -89,14 +90,17 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
         state, found_at = restore(accelerator, out, strict=recipe.lora is None)
 
     world, rank = accelerator.num_processes, accelerator.process_index
+    # a fixed-window model (Whisper) spends a window on every clip: batches count windows, unless packed
+    window = None if recipe.data.pack else window_seconds(processor)
     if recipe.data.streaming:
-        source = StreamBatches(recipe, rate, task, processor, rank, world)
+        source = StreamBatches(recipe, rate, task, processor, rank, world, window)
     else:
-        source = MapBatches(train_ds, recipe, rank, world)
+        source = MapBatches(train_ds, recipe, rank, world, window)
     writer = tensorboard(out) if main else None
     run = Run(task, recipe, accelerator, model, optimizer, processor, eval_ds, state, out, writer)
     run.position = load_position(found_at, rank, state) if resume else {}
     model_config = accelerator.unwrap_model(model).config
+    gpu = accelerator.device.type == "cuda"
 
     def collated(batch) -> tuple:
         # augmentation randomness is a function of the position, so a resumed run repeats it exactly
@@ -108,10 +112,13 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
             clips, examples = len(examples), task.pack(examples, processor, rng, model_config)
             if not run.position:
                 log.info("data.pack: the first batch's %d clips fill %d model inputs", clips, len(examples))
-        return batch, task.collate(examples, processor)
+        inputs = task.collate(examples, processor)
+        # page-locked in the worker thread, so the copy to the GPU is asynchronous (non_blocking below)
+        return batch, {k: v.pin_memory() for k, v in inputs.items()} if gpu else inputs
 
     batches = source.run(run.position)
-    batches = prefetched(batches, collated) if cfg.prefetch else map(collated, batches)
+    workers = cfg.data_workers or (4 if gpu else 1)
+    batches = prefetched(batches, collated, workers) if cfg.prefetch else map(collated, batches)
     return _loop(run, source, batches, params)
 
 
@@ -123,7 +130,7 @@ def _loop(run: Run, source, batches: Iterator, params: list) -> dict:
     bar = progress_bar(accelerator.is_main_process, cfg, state)
     while not run.finished(source.epochs_done(run.position)):
         batch, cpu_inputs = next(batches)
-        inputs = {k: v.to(accelerator.device) for k, v in cpu_inputs.items()}
+        inputs = {k: v.to(accelerator.device, non_blocking=True) for k, v in cpu_inputs.items()}
         run.position = batch.position
         with accelerator.accumulate(model):
             progress = progress_of(cfg, state, source.epochs_done(run.position))
@@ -172,12 +179,28 @@ def _resume_wanted(out: Path, resume: bool) -> bool:
 
 
 def _accelerator(cfg: TrainConfig):
-    from accelerate import Accelerator
+    from datetime import timedelta
 
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        raise TrainError(
+            "DeepSpeed is not supported yet (it has never run to the end here): launch with "
+            "recipes/accelerate/fsdp.yaml (sharded) or ddp.yaml instead"
+        )
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     configure_memory(cfg.trim_memory_mb)
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if launched and launched != cfg.mixed_precision:
+        log.warning("the launch config asks for mixed precision %s, the recipe for %s: the recipe's "
+                    "train.mixed_precision applies", launched, cfg.mixed_precision)  # fmt: skip
+    timeout = InitProcessGroupKwargs(timeout=timedelta(minutes=cfg.ddp_timeout_minutes))
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision,
+                              kwargs_handlers=[timeout])  # fmt: skip
+    if cfg.tf32:
+        speed_settings(accelerator.device)
     if cfg.mixed_precision == "bf16" and accelerator.device.type == "cpu" and not bf16_supported_on_cpu():
         log.warning("train.mixed_precision=bf16: this CPU has no native bf16 (avx512_bf16/AMX); expect it slower")
     launched = int(os.environ.get("WORLD_SIZE", "1"))
@@ -200,6 +223,8 @@ def _data_and_model(recipe: Recipe, task, accelerator, rate: int) -> tuple:
             train_ds = load_split(d.train, d, rate, task.needs, d.max_train_samples)
         eval_ds = load_split(d.eval, d, rate, task.needs, d.max_eval_samples) if d.eval else None
         model, processor = task.build(recipe, train_ds)
+        if recipe.model.attn_implementation:
+            set_attention(model, recipe.model.attn_implementation)
         if not d.streaming:
             train_ds = prepare(train_ds, task, processor, workers_for(d, len(train_ds)))
         if eval_ds is not None:
@@ -207,11 +232,31 @@ def _data_and_model(recipe: Recipe, task, accelerator, rate: int) -> tuple:
     return train_ds, eval_ds, model, processor
 
 
-def _optimize(model, cfg: TrainConfig, accelerator) -> tuple:
+def set_attention(model, name: str) -> None:
+    """The recipe's model.attn_implementation, or one line saying why this model or machine cannot have it."""
+    try:
+        model.set_attn_implementation(name)
+    except (ValueError, ImportError) as err:
+        why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TrainError(f"model.attn_implementation={name}: {why}") from None
+
+
+def skips_layers(config) -> bool:
+    """Whether a model config drops whole layers in training (any `*layerdrop` above 0, sub-configs too)."""
+    found = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    return any(
+        (isinstance(v, dict) and skips_layers(v)) or (str(k).endswith("layerdrop") and isinstance(v, float) and v > 0)
+        for k, v in found.items()
+    )
+
+
+def _optimize(model, cfg: TrainConfig, accelerator, shape_aware: bool = True) -> tuple:
     """(model, optimizer, trainable parameters), prepared by Accelerate, the model in train mode."""
+    from accelerate.utils import DistributedDataParallelKwargs
+
     if cfg.compile:
         compile_front_end(model)
-    if use_shape_aware_attention(model):  # changes only bf16 on CPU (slp_toolkit/speed.py): ~10 % a step there
+    if shape_aware and use_shape_aware_attention(model):  # only bf16 on CPU changes (speed.py): ~10 % a step
         log.debug("attention: plain math for small bf16 score matrices on CPU, sdpa otherwise")
     params = [p for p in model.parameters() if p.requires_grad]
     total = sum(p.numel() for p in model.parameters())
@@ -219,7 +264,14 @@ def _optimize(model, cfg: TrainConfig, accelerator) -> tuple:
     # fused: one kernel for all parameters (what the Trainer picks on torch >= 2.8); same update as the loop version
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
     model.train()  # from_pretrained returns eval mode: no dropout, SpecAugment or gradient checkpointing
+    find = cfg.find_unused_parameters
+    find = skips_layers(model.config) if find is None else find
+    if find and accelerator.num_processes > 1:
+        log.info("DDP looks for unused parameters every step (the model drops layers in training)")
+    accelerator.ddp_handler = DistributedDataParallelKwargs(find_unused_parameters=find)
     model, optimizer = accelerator.prepare(model, optimizer)
+    # FSDP2 replaces the parameters with sharded ones: clipping must see those, not the ones captured above
+    params = [p for p in model.parameters() if p.requires_grad]
     return model, optimizer, params
 
 
@@ -228,6 +280,7 @@ def _update(accelerator, optimizer, loss, params, cfg: TrainConfig) -> bool:
     accelerator.backward(loss)
     if accelerator.sync_gradients:
         norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP2: a DTensor over the shards
         # fp16's loss scaler skips such steps itself, and must see them to lower its scale
         if norm is not None and not math.isfinite(float(norm)) and accelerator.scaler is None:
             return False

@@ -70,10 +70,16 @@ def griffin_lim(log_mel: torch.Tensor, extractor, n_iter: int = 60) -> np.ndarra
     import torch
     import torchaudio
 
-    filters = torch.as_tensor(np.asarray(extractor.mel_filters), dtype=torch.float32)  # (freqs, mels)
-    mel = torch.pow(10.0, log_mel.detach().float().cpu()).T  # (mels, T)
+    device = log_mel.device  # the TTS model's: on a GPU the inversion runs there too
+    filters = torch.as_tensor(np.asarray(extractor.mel_filters), dtype=torch.float32, device=device)  # (freqs, mels)
+    mel = torch.pow(10.0, log_mel.detach().float()).T  # (mels, T)
     magnitude = torch.linalg.pinv(filters.T) @ mel
     magnitude = magnitude.clamp(min=0.0)
+    # the inverse STFT pads by half a window on each side: fewer frames than a window (a model that stops at
+    # once) would fail inside torch, so such output is padded with silent frames
+    short = int(extractor.n_fft) // int(extractor.sample_stride) + 1 - magnitude.shape[1]
+    if short > 0:
+        magnitude = torch.nn.functional.pad(magnitude, (0, short))
     transform = torchaudio.transforms.GriffinLim(
         n_fft=int(extractor.n_fft),
         win_length=int(extractor.sample_size),
@@ -81,8 +87,8 @@ def griffin_lim(log_mel: torch.Tensor, extractor, n_iter: int = 60) -> np.ndarra
         power=1.0,
         n_iter=n_iter,
         rand_init=False,  # the same mel gives the same audio
-    )
-    wave = transform(magnitude).numpy()
+    ).to(device)
+    wave = transform(magnitude).cpu().numpy()
     peak = float(np.abs(wave).max()) if wave.size else 0.0
     return (wave / peak * 0.9 if peak > 1.0 else wave).astype(np.float32)
 
@@ -102,9 +108,9 @@ def vocode(log_mel: torch.Tensor, vocoder: str, extractor) -> np.ndarray:
         return griffin_lim(log_mel, extractor)
     import torch
 
-    model = hifigan(vocoder)
+    model = hifigan(vocoder).to(log_mel.device)  # the TTS model's device
     with torch.no_grad():
-        return model(log_mel.detach().float().cpu()).numpy().astype(np.float32)
+        return model(log_mel.detach().float()).cpu().numpy().astype(np.float32)
 
 
 # ---------------------------------------------------------------- speaker embeddings

@@ -132,3 +132,35 @@ def test_processes_stream_disjoint_rows_that_cover_the_split(tmp_path, corpus):
         source = StreamBatches(recipe, 16000, task, processor, rank, 2)
         seen.append({str(r.source) for r in source._rows(epoch=0)})
     assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 20 and abs(len(seen[0]) - len(seen[1])) <= 1
+
+
+def test_a_fixed_window_model_counts_a_window_per_clip(tmp_path, corpus):
+    """Whisper pads every clip to its window: a batch of 120 s holds 4 clips of a 30-s window, whatever their
+    length (counting raw seconds put 40 clips of 3 s, 1,200 s of encoder input, into such a batch)."""
+    import numpy as np
+    from transformers import WhisperFeatureExtractor
+
+    from slp_toolkit.batches import clip_costs, window_seconds
+
+    whisper, other = WhisperFeatureExtractor(chunk_length=8), get_task("asr_ctc")
+    assert window_seconds(whisper) == 8.0 and window_seconds(object()) is None
+    assert list(clip_costs([2.0, 9.0], 8.0)) == [8.0, 9.0] and list(clip_costs([2.0], None)) == [2.0]
+    recipe = load_recipe(_recipe(tmp_path, corpus, False, batch_seconds=24, max_batch_size=64))
+    ds = load_split(str(corpus / "train"), recipe.data, 16000, other.needs, 24)  # batching reads durations only
+    windowed = MapBatches(ds, recipe, 0, 1, window=8.0).epoch(0)
+    plain = MapBatches(ds, recipe, 0, 1).epoch(0)
+    assert max(len(b) for b in windowed) == 3 < max(len(b) for b in plain)
+    assert sorted(np.concatenate(windowed)) == list(range(len(ds)))  # every clip still in one batch
+
+
+def test_several_prefetch_workers_keep_the_order():
+    import time
+
+    from slp_toolkit.batches import prefetched
+
+    def slow(i):  # later items finish first
+        time.sleep(0.02 * (i % 3))
+        return i * 10
+
+    assert list(prefetched(iter(range(12)), slow, workers=3)) == [i * 10 for i in range(12)]
+    assert list(prefetched(iter(range(5)), slow, workers=1)) == [i * 10 for i in range(5)]

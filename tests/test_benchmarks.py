@@ -37,3 +37,14 @@ def test_training_benchmark_packs_our_whisper_side_and_starts_both_alike(tmp_pat
     assert result["same_init"] and result["config"]["pack"]
     assert all(side["steps"] >= 1 and side["audio_s_per_s"] > 0 for side in result["sides"].values())
     assert result["ratio"] > 0
+
+
+def test_gpu_check_runs_every_inference_command_and_reports_where_each_model_ran(tmp_path, corpus):
+    """The GPU script's inference half, on CPU: each command logs its model's device, which the script checks."""
+    out = tmp_path / "gpu_check.json"
+    bench("gpu_check.py", "--device", "cpu", "--jobs", "inference", "--corpus", str(corpus), "--work",
+          str(tmp_path / "work"), "--out", str(out), cache=tmp_path / "cache")  # fmt: skip
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["job"] for r in rows} >= {"eval ctc", "transcribe ctc", "eval whisper", "classify emotion",
+                                        "synthesize tts"}  # fmt: skip
+    assert all("error" not in r and r["device"] == "cpu" for r in rows), rows

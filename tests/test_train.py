@@ -203,3 +203,39 @@ def test_a_model_dir_with_only_pickle_weights_is_refused_unless_allowed(
     assert "pytorch_model.bin" in err and "SLP_ALLOW_PICKLE=1" in err and "\n" not in err
     monkeypatch.setenv("SLP_ALLOW_PICKLE", "1")
     assert main(["transcribe", str(pickled), clip]) == 0
+
+
+def test_ddp_looks_for_unused_parameters_only_where_layers_can_drop():
+    from transformers import SpeechT5Config, Wav2Vec2Config
+
+    from slp_toolkit.train import skips_layers
+
+    assert not skips_layers(Wav2Vec2Config(layerdrop=0.0)) and skips_layers(Wav2Vec2Config(layerdrop=0.1))
+    assert skips_layers(SpeechT5Config(encoder_layerdrop=0.0, decoder_layerdrop=0.2))
+    assert skips_layers({"id2label": {0: "a"}, "audio_config": {"layerdrop": 0.5}})  # sub-configs, int keys
+
+
+def test_attention_implementation_is_set_or_refused_in_one_line(tmp_path, corpus, capsys, tiny_models):
+    from transformers import AutoModelForCTC
+
+    from slp_toolkit.train import set_attention
+
+    model = AutoModelForCTC.from_pretrained(tiny_models["wav2vec2-ctc"])
+    set_attention(model, "eager")
+    assert model.config._attn_implementation == "eager"
+    recipe = write_recipe(tmp_path, corpus, max_steps=2, eval_every=2)
+    assert main(["train", str(recipe), "model.attn_implementation=eager"]) == 0
+    assert "attn_implementation" not in (tmp_path / "out" / "config.json").read_text()  # loads anywhere
+    capsys.readouterr()
+    shutil.rmtree(tmp_path / "out")
+    # flash-attn is not installed here (and needs a GPU): one line naming the key, before any step
+    assert main(["train", str(recipe), "model.attn_implementation=flash_attention_2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: model.attn_implementation=flash_attention_2:") and err.count("\n") == 1
+
+
+def test_deepspeed_launches_are_refused_in_one_line(tmp_path, corpus):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_DEEPSPEED": "true"}
+    done = subprocess.run([*SLP, "train", str(write_recipe(tmp_path, corpus))], capture_output=True, text=True, env=env)
+    assert done.returncode == 2 and "DeepSpeed is not supported yet" in done.stderr
+    assert "Traceback" not in done.stderr

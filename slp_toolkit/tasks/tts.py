@@ -120,6 +120,9 @@ def build(recipe: Recipe, train_ds) -> tuple:
     shape = {
         "use_guided_attention_loss": cfg.guided_attention_weight > 0,
         "guided_attention_loss_scale": cfg.guided_attention_weight,
+        # as for every task, the recipe's (default 0), not the checkpoint's: speecht5_tts ships 0.1
+        "encoder_layerdrop": cfg.layerdrop,
+        "decoder_layerdrop": cfg.layerdrop,
     }
     if cfg.dropout > 0:  # else the checkpoint's own (the decoder prenet keeps its 0.5 either way)
         shape.update(hidden_dropout=cfg.dropout, attention_dropout=cfg.dropout, activation_dropout=cfg.dropout)
@@ -252,7 +255,7 @@ def generate(model, processor, examples: list[dict], attentions: bool = False):
             return_output_lengths=True,
             output_cross_attentions=attentions,
         )
-    mels = [out[0][i, : out[1][i]].cpu() for i in range(len(examples))]
+    mels = [out[0][i, : out[1][i]] for i in range(len(examples))]  # left on the model's device for the vocoder
     if not attentions:
         return mels, None
     return mels, out[2][0].flatten(0, 1).cpu() if out[2].dim() == 5 else out[2].flatten(0, 1).cpu()
@@ -271,23 +274,27 @@ def predict(model, processor, examples: list[dict]) -> list[dict]:
         waves.append(tts_audio.vocode(mel, e.get("vocoder") or processor.vocoder, processor.feature_extractor))
     transcripts: list = [None] * len(examples)
     if processor.judge_asr and all("audio" in e for e in examples):
-        transcripts = judge(processor.judge_asr, waves, processor.sampling_rate)
+        transcripts = judge(processor.judge_asr, waves, processor.sampling_rate, mels[0].device if mels else None)
     return [{"audio": w, "transcript": t, "sampling_rate": processor.sampling_rate} for w, t in zip(waves, transcripts)]
 
 
 _JUDGES: dict = {}
 
 
-def judge(name: str, waves: list[np.ndarray], rate: int) -> list[str]:
-    """Transcribe synthesised audio with an ASR model of this toolkit (or any CTC/Whisper dir)."""
+def judge(name: str, waves: list[np.ndarray], rate: int, device=None) -> list[str]:
+    """Transcribe synthesised audio with an ASR model of this toolkit (or any CTC/Whisper dir), on `device`
+    (the TTS model's: a GPU run's evaluation keeps its judge on the GPU)."""
     import torch
 
+    from slp_toolkit.device import place
     from slp_toolkit.tasks import detect_task
 
-    if name not in _JUDGES:
+    device = torch.device(device or "cpu")
+    if (name, device) not in _JUDGES:
         task = detect_task(name)
-        _JUDGES[name] = (task, *task.load(name))
-    task, model, proc = _JUDGES[name]
+        model, proc = task.load(name)
+        _JUDGES[(name, device)] = (task, place(model, device), proc)
+    task, model, proc = _JUDGES[(name, device)]
     target = int(getattr(proc, "sampling_rate", None) or proc.feature_extractor.sampling_rate)
     if target != rate:
         import torchaudio
@@ -333,7 +340,7 @@ def report(model, processor, predictions, examples, where: Path, writer=None, st
         return
     mels, attention = generate(model, processor, examples[:1], attentions=True)
     reference = target_mel(examples[0]["audio"], processor)
-    plot_spectrograms(mels[0].numpy(), reference, where / "spectrogram.png", _text(examples[0]))
+    plot_spectrograms(mels[0].float().cpu().numpy(), reference, where / "spectrogram.png", _text(examples[0]))
     plot_alignment(attention.mean(0).numpy(), where / "alignment.png")
 
 

@@ -1,0 +1,106 @@
+"""Where inference runs: one rule for `slp eval`, `transcribe`, `classify`, `synthesize`, folds and the demo.
+
+`--device auto` (the default) takes the first CUDA GPU when there is one, else Apple's MPS, else the CPU;
+`--device cuda:1` or `cpu` pick one. The model is moved there once, after loading; every task's predict
+sends its inputs to the model's device, and the TTS vocoder and judge follow the model. Precision follows
+the device too: `--precision auto` is bf16 autocast on a GPU that has bf16 (Ampere and later), fp32
+elsewhere (on CPU bf16 pays only with avx512_bf16/AMX: ask for it). Training places itself through
+Accelerate (`accelerate launch`, or the one GPU it finds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from slp_toolkit.errors import UserError
+
+log = logging.getLogger("slp")
+
+
+class DeviceError(UserError):
+    """A device that this machine does not have; the message says what it has."""
+
+
+def available() -> list[str]:
+    import torch
+
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
+def resolve(name: str | None = "auto"):
+    """The torch.device `name` means here ('auto': the first GPU, else the CPU), or a one-line DeviceError."""
+    import torch
+
+    have = available()
+    if name in (None, "", "auto"):
+        return torch.device(have[1] if len(have) > 1 else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"--device {name!r}: not a device name (this machine has: {', '.join(have)})") from None
+    wanted = f"{device.type}:{device.index or 0}" if device.type == "cuda" else device.type
+    if wanted not in have:
+        raise DeviceError(f"--device {name}: this machine has no such device (it has: {', '.join(have)})")
+    return torch.device(wanted)
+
+
+def speed_settings(device) -> None:
+    """TF32 matmuls and convolutions on Ampere and later GPUs (what the Trainer's `tf32` does): ~2-8x the
+    fp32 matmul rate at 10 bits of mantissa, well inside what speech models notice."""
+    import torch
+
+    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def place(model, device):
+    """The model on `device` (moved once), with that device's speed settings."""
+    speed_settings(device)
+    return model.to(device)
+
+
+def precision_for(device, asked: str) -> str:
+    """'auto' -> bf16 on a GPU with bf16, else fp32; an explicit fp32/bf16 as asked."""
+    if asked != "auto":
+        return asked
+    import torch
+
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def add_device_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto",
+                        help="where the model runs: auto (the first GPU, else the CPU), cpu, cuda, cuda:N or mps")  # fmt: skip
+
+
+def model_device(model):
+    """The device of a model's weights (the first parameter's; CPU for a model without any)."""
+    import torch
+
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def load_placed(task, model_dir: str, device: str | None = "auto") -> tuple:
+    """(model, processor) of a model dir through its task, the model moved once to `device` (resolved here)."""
+    target = resolve(device)
+    model, processor = task.load(model_dir)
+    log.info("%s: running on %s", model_dir, target)
+    return place(model, target), processor
+
+
+def process_state():
+    """Accelerate's state of this process (rank, world, device). Under `accelerate launch` on a machine
+    without GPUs, ACCELERATE_USE_CPU=1 makes the processes one gloo group here as it does for training."""
+    import os
+
+    from accelerate import PartialState
+
+    return PartialState(cpu=os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"))
