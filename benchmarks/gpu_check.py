@@ -8,7 +8,10 @@ full-size twin for --steps steps with `train.mixed_precision=bf16`; the peer is 
 transformers docs give for the same job: `Seq2SeqTrainer` + peft LoRA (same r/alpha/targets, gradient
 checkpointing as the recipe) and `Trainer` for CTC, both `bf16=True` with `group_by_length`, a batch
 of the same mean audio seconds, same learning rate, on the same decoded clips. Each side runs in its
-own process; throughput counts steps after the first 10% (compile/warm-up). One JSON and one table.
+own process; throughput counts steps after the first 10% (compile/warm-up). Then every inference command
+(`--jobs inference`: eval, transcribe greedy and beam, classify, synthesize) runs with `--device cuda`, each
+checked to have logged its model on the GPU, with its wall time and real-time factor; on a machine with two
+GPUs also `slp eval` sharded over both. One JSON and two tables.
 """
 
 from __future__ import annotations
