@@ -234,7 +234,9 @@ def hub_stream(spec: str, cfg, needs: tuple[str, ...]) -> tuple:
     columns = list(stream.features or next(iter(stream)).keys())
     audio_col = pick(columns, cfg.audio_column, ("audio", "file", "path"), "audio", spec)
     stream = stream.cast_column(audio_col, datasets.Audio(decode=False))
-    return stream, _with_columns(RowSet(spec, audio_col, {}), columns, cfg, needs)
+    from slp_toolkit.manifest import class_names
+
+    return stream, _with_columns(RowSet(spec, audio_col, {}, names=class_names(stream.features)), columns, cfg, needs)
 
 
 def stream_metadata(recipe: Recipe, needs: tuple[str, ...]):

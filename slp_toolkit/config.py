@@ -80,7 +80,10 @@ class DataConfig:
     # Training-time speed perturbation (classification tasks): each clip is resampled by a random factor
     # in [1 - x, 1 + x], moving pitch and formants together like another speaker's voice. 0: off.
     speed_perturb: float = field(default=0.0, metadata=rule(min=0.0, max=0.5))
-    normalize_text: bool = True
+    # Lower-case, strip punctuation and spell out what the text normaliser knows, for training targets. None:
+    # the task's choice (on for character CTC, off for Whisper, which writes cased and punctuated text and
+    # is scored after its own normaliser).
+    normalize_text: bool | None = None
     # Fixed-window models (Whisper pads every clip to its 30 s window): join a training batch's clips, a
     # short pause between them, into as few full windows as their transcripts allow (distil-whisper's
     # `concatenate_audio` does the same to its short-form data). ~3x less encoder work per audio second
@@ -93,7 +96,9 @@ class DataConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
-    learning_rate: float = field(default=3e-4, metadata=rule(gt=0.0))
+    # None: the task's rate for how the model starts (scratch / pretrained / LoRA), after the anchors'
+    # fine-tuning guides (tasks/*.py, `learning_rates`); the saved recipe.yaml spells out the one used
+    learning_rate: float | None = field(default=None, metadata=rule(gt=0.0))
     weight_decay: float = field(default=0.0, metadata=rule(min=0.0))
     warmup: float = field(default=0.1, metadata=rule(min=0.0, max=1.0))  # fraction of the run
     schedule: Literal["linear", "cosine", "constant"] = "linear"
@@ -269,7 +274,7 @@ def recipe_from_dict(raw: dict, src: str = "<recipe>", sources: dict[str, str] |
         values[key] = convert(value, hint, key, src, sources)
     if "model" not in values:
         values["model"] = spec.model_config()
-    recipe = Recipe(**values)
+    recipe = _task_defaults(Recipe(**values), spec)
     _validate_semantics(recipe, src, sources, spec.validate)
     if recipe.data.pack and spec.pack is None:
         packing = ", ".join(n for n in names if get_task(n).pack is not None) or "none"
@@ -279,6 +284,18 @@ def recipe_from_dict(raw: dict, src: str = "<recipe>", sources: dict[str, str] |
         )
     _check_ignored(recipe, raw.get("model") or {}, src, sources)
     return recipe
+
+
+def _task_defaults(recipe: Recipe, task) -> Recipe:
+    """Fill the keys whose default is the task's (None in the dataclass): the learning rate for how the model
+    starts and whether training text is normalised. Once, here, so everything after reads plain values."""
+    t, d = recipe.train, recipe.data
+    start = "lora" if recipe.lora is not None else recipe.model.init
+    if t.learning_rate is None:
+        t = dataclasses.replace(t, learning_rate=getattr(task.learning_rates, start))
+    if d.normalize_text is None:
+        d = dataclasses.replace(d, normalize_text=task.normalize_text)
+    return dataclasses.replace(recipe, train=t, data=d)
 
 
 def _check_ignored(recipe: Recipe, given: dict, src: str, sources: dict[str, str]) -> None:

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,9 @@ class RowSet:
     hub: Any = None
     stop: int | None = None  # max_samples
     first: int = 0  # row number of hub row 0 (a slice's offset), for messages
+    # a Hub ClassLabel column's names (column -> names): rows carry "ang", not the id 0, so the saved model's
+    # id2label says what pipeline() users read
+    names: dict[str, list[str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         n = len(self.records) if self.records is not None else len(self.hub)
@@ -160,8 +163,14 @@ class RowSet:
             source = source.get("bytes") or source.get("path")
         if isinstance(source, str) and source and self.base is not None:
             source = self.base / source
-        fields = {k: ("" if record.get(c) is None else str(record.get(c))) for k, c in self.cols.items()}
+        fields = {
+            k: ("" if record.get(c) is None else str(self._named(c, record.get(c)))) for k, c in self.cols.items()
+        }
         return Row(where, source, fields)
+
+    def _named(self, column: str, value):
+        names = self.names.get(column)
+        return names[value] if names and isinstance(value, int) and 0 <= value < len(names) else value
 
     def fingerprint(self) -> str:
         """Content of every row: file identity (path, size, mtime) and the fields used."""
@@ -192,7 +201,8 @@ def row_set(spec: str, cfg: DataConfig, needs: tuple[str, ...], max_samples: int
         import datasets
 
         ds = ds.cast_column(audio_col, datasets.Audio(decode=False))
-        return _with_columns(RowSet(spec, audio_col, {}, hub=ds, stop=max_samples), columns, cfg, needs)
+        return _with_columns(RowSet(spec, audio_col, {}, hub=ds, stop=max_samples, names=class_names(ds.features)),
+                             columns, cfg, needs)  # fmt: skip
     records, base, src = local_records(spec, cfg)
     if not records:
         raise DataError(f"{src}: no rows")
@@ -200,6 +210,13 @@ def row_set(spec: str, cfg: DataConfig, needs: tuple[str, ...], max_samples: int
     rows = _with_columns(RowSet(src, audio_col, {}, base=base, records=records), list(records[0][1]), cfg, needs)
     _warn_duplicates(rows)
     return replace(rows, stop=max_samples)
+
+
+def class_names(features) -> dict[str, list[str]]:
+    """The names of every ClassLabel column of a Hub dataset's features (none for other columns)."""
+    import datasets
+
+    return {c: list(f.names) for c, f in (features or {}).items() if isinstance(f, datasets.ClassLabel)}
 
 
 def _warn_duplicates(rows: RowSet) -> None:

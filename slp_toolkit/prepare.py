@@ -24,6 +24,8 @@ def processor_fingerprint(processor) -> str:
         obj = getattr(processor, part, None)
         if obj is not None and hasattr(obj, "get_vocab"):
             h.update(json.dumps(sorted(obj.get_vocab().items())).encode())
+            # the special tokens it adds: Whisper's language and task tokens change with model.language/task
+            h.update(json.dumps(obj("a").input_ids).encode())
         elif obj is not None and hasattr(obj, "to_json_string"):
             h.update(obj.to_json_string().encode())
     if hasattr(processor, "to_json_string") and not hasattr(processor, "feature_extractor"):

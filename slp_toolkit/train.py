@@ -232,6 +232,22 @@ def _data_and_model(recipe: Recipe, task, accelerator, rate: int) -> tuple:
     return train_ds, eval_ds, model, processor
 
 
+def decay_groups(model, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups: weight decay on weights, none on biases and normalisation layers (as the Trainer
+    does: decaying a layer norm's gain towards 0 only fights the normalisation)."""
+    norms = {
+        f"{name}.{p}" if name else p
+        for name, module in model.named_modules()
+        if "norm" in type(module).__name__.lower()
+        for p, _ in module.named_parameters(recurse=False)
+    }
+    decay, rest = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (rest if name in norms or name.endswith("bias") else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
 def set_attention(model, name: str) -> None:
     """The recipe's model.attn_implementation, or one line saying why this model or machine cannot have it."""
     try:
@@ -262,7 +278,7 @@ def _optimize(model, cfg: TrainConfig, accelerator, shape_aware: bool = True) ->
     total = sum(p.numel() for p in model.parameters())
     log.info("model: %s parameters, %s trainable", f"{total:,}", f"{sum(p.numel() for p in params):,}")
     # fused: one kernel for all parameters (what the Trainer picks on torch >= 2.8); same update as the loop version
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
+    optimizer = torch.optim.AdamW(decay_groups(model, cfg.weight_decay), lr=cfg.learning_rate, fused=True)
     model.train()  # from_pretrained returns eval mode: no dropout, SpecAugment or gradient checkpointing
     find = cfg.find_unused_parameters
     find = skips_layers(model.config) if find is None else find

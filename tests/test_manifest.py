@@ -68,3 +68,24 @@ def test_data_manifest_and_inspect_commands(libri, tmp_path, capsys):
     )
     assert main(["data", "inspect", str(tmp_path / "nowhere")]) == 2
     assert "nowhere: no such file or directory" in capsys.readouterr().err
+
+
+def test_a_hub_class_label_column_reads_as_its_names(emotion_corpus, tmp_path):
+    """IEMOCAP on the Hub stores its labels as a ClassLabel: rows (and so the model's id2label) get the names,
+    not the ids, map-style and streamed alike."""
+    import datasets
+
+    from slp_toolkit.batches import hub_stream
+
+    rows = list(csv.DictReader((emotion_corpus / "train" / "metadata.csv").open()))[:6]
+    names = sorted({r["label"] for r in rows})
+    features = datasets.Features({"audio": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})
+    table = {"audio": [str(emotion_corpus / "train" / r["file_name"]) for r in rows],
+             "label": [names.index(r["label"]) for r in rows]}  # fmt: skip
+    (tmp_path / "hub").mkdir()
+    datasets.Dataset.from_dict(table, features=features).to_parquet(str(tmp_path / "hub" / "train.parquet"))
+    spec = f"hf:{tmp_path / 'hub'}@train"
+    found = [r.fields["label"] for r in row_set(spec, DataConfig(), ("label",)).rows()]
+    assert found == [r["label"] for r in rows]
+    stream, reader = hub_stream(spec, DataConfig(), ("label",))
+    assert [reader.row("", record).fields["label"] for record in stream] == found

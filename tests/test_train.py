@@ -239,3 +239,18 @@ def test_deepspeed_launches_are_refused_in_one_line(tmp_path, corpus):
     done = subprocess.run([*SLP, "train", str(write_recipe(tmp_path, corpus))], capture_output=True, text=True, env=env)
     assert done.returncode == 2 and "DeepSpeed is not supported yet" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_weight_decay_spares_biases_and_norms(tiny_models):
+    from transformers import AutoModelForCTC
+
+    from slp_toolkit.train import decay_groups
+
+    model = AutoModelForCTC.from_pretrained(tiny_models["wav2vec2-ctc"])
+    decay, rest = decay_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.01 and rest["weight_decay"] == 0.0
+    spared = {names[id(p)] for p in rest["params"]}
+    assert "lm_head.bias" in spared and "wav2vec2.encoder.layer_norm.weight" in spared
+    assert "lm_head.weight" in {names[id(p)] for p in decay["params"]}
+    assert len(decay["params"]) + len(rest["params"]) == sum(p.requires_grad for p in model.parameters())

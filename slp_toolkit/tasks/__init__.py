@@ -16,7 +16,17 @@ from typing import Any, Literal
 
 from slp_toolkit.loading import ModelLoadError, load_or_fail, refuse_pickle
 
-__all__ = ["ModelLoadError", "Tab", "Task", "TaskNotImplementedError", "load_or_fail", "no_grad", "refuse_pickle"]
+__all__ = [
+    "LearningRates",
+    "ModelLoadError",
+    "Tab",
+    "Task",
+    "TaskNotImplementedError",
+    "freeze_front_end",
+    "load_or_fail",
+    "no_grad",
+    "refuse_pickle",
+]
 
 
 class TaskNotImplementedError(ModelLoadError):
@@ -50,6 +60,29 @@ def no_grad(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+def freeze_front_end(model, cfg) -> None:
+    """Freeze a wav2vec2-family model's convolutional front end as `cfg.freeze_feature_encoder` says (None:
+    frozen for a pretrained checkpoint, trained for a scratch model). Families without one are left as they are."""
+    wanted = cfg.freeze_feature_encoder if cfg.freeze_feature_encoder is not None else cfg.init == "pretrained"
+    if wanted and hasattr(model, "freeze_feature_encoder"):
+        model.freeze_feature_encoder()
+    elif cfg.freeze_feature_encoder and not hasattr(model, "freeze_feature_encoder"):
+        import logging
+
+        logging.getLogger("slp").warning(
+            "model.freeze_feature_encoder: %s has no convolutional front end to freeze", type(model).__name__
+        )
+
+
+@dataclass(frozen=True)
+class LearningRates:
+    """A task's default learning rate by how its model starts; a recipe's train.learning_rate overrides it."""
+
+    scratch: float = 3e-4
+    pretrained: float = 1e-4
+    lora: float = 1e-3
 
 
 @dataclass(frozen=True)
@@ -105,6 +138,9 @@ class Task:
     usage                                                the call shown in the model card after
                                                          `pipe = pipeline(pipeline_tag, model=...)`
     space                                                a Space serving it with plain transformers can be staged
+    learning_rates                                       train.learning_rate when the recipe gives none, by how the
+                                                         model starts (scratch / pretrained / LoRA)
+    normalize_text                                       data.normalize_text when the recipe gives none
     """
 
     name: str
@@ -141,6 +177,8 @@ class Task:
     tab: Tab | None = None
     usage: str = 'pipe("clip.wav")'
     space: bool = False
+    learning_rates: LearningRates = LearningRates()
+    normalize_text: bool = True
 
 
 TASKS: dict[str, Task] = {}

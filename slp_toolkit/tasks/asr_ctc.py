@@ -14,7 +14,16 @@ from slp_toolkit.config import ModelConfig, Recipe, rule
 from slp_toolkit.data import column
 from slp_toolkit.metrics import asr_metrics
 from slp_toolkit.synth.presets import CTC_PRESETS, check_preset
-from slp_toolkit.tasks import ModelLoadError, Tab, Task, load_or_fail, no_grad, register
+from slp_toolkit.tasks import (
+    LearningRates,
+    ModelLoadError,
+    Tab,
+    Task,
+    freeze_front_end,
+    load_or_fail,
+    no_grad,
+    register,
+)
 from slp_toolkit.text import ctc_vocab
 
 if TYPE_CHECKING:
@@ -25,7 +34,9 @@ log = logging.getLogger("slp")
 
 @dataclass(frozen=True)
 class CtcModelConfig(ModelConfig):
-    freeze_feature_encoder: bool = False
+    # the convolutional front end stays as pretrained (the wav2vec 2.0 recipe); None: frozen for a pretrained
+    # checkpoint, trained for a scratch model (a random front end must learn)
+    freeze_feature_encoder: bool | None = None
     ctc_zero_infinity: bool = True
     # SpecAugment, applied by the model itself in train mode.
     mask_time_prob: float = field(default=0.05, metadata=rule(min=0.0, max=1.0))
@@ -78,8 +89,7 @@ def build(recipe: Recipe, train_ds) -> tuple:
             **_config_overrides(cfg, tok.pad_token_id, len(tok)),
         )
     check_head(model, processor, cfg.name_or_path or "scratch")
-    if cfg.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
-        model.freeze_feature_encoder()
+    freeze_front_end(model, cfg)
     if cfg.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return model, processor
@@ -380,6 +390,8 @@ TASK = register(
         pipeline_tag="automatic-speech-recognition",
         lora_targets=("q_proj", "k_proj", "v_proj", "out_proj"),
         lora_heads=("lm_head",),
+        # HF's wav2vec2 fine-tuning guide: 1e-4 for a pretrained base
+        learning_rates=LearningRates(scratch=3e-4, pretrained=1e-4, lora=1e-3),
         beam=beam_predictor,
         timed=timed,
     )

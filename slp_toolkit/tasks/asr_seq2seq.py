@@ -23,7 +23,7 @@ from slp_toolkit.config import ConfigError, ModelConfig, Recipe, rule
 from slp_toolkit.data import column
 from slp_toolkit.metrics import asr_metrics
 from slp_toolkit.synth.presets import WHISPER_PRESETS, check_preset, whisper_window
-from slp_toolkit.tasks import ModelLoadError, Tab, Task, load_or_fail, no_grad, register
+from slp_toolkit.tasks import LearningRates, ModelLoadError, Tab, Task, load_or_fail, no_grad, register
 
 log = logging.getLogger("slp")
 
@@ -40,7 +40,11 @@ class Seq2SeqModelConfig(ModelConfig):
     task: Literal["transcribe", "translate"] = "transcribe"
     freeze_encoder: bool = False
     num_beams: int = field(default=1, metadata=rule(min=1))
-    max_new_tokens: int = field(default=128, metadata=rule(min=1))
+    max_new_tokens: int = field(default=225, metadata=rule(min=1))  # the HF Whisper fine-tuning guide's
+    # A fine-tuned (or weak) Whisper can loop on a phrase until max_new_tokens ("older older older ..."): no
+    # run of this many tokens may repeat within one output. Saved in the generation config, so pipeline()
+    # decodes the same way; 0 turns it off. Natural repeats ("I think I think") are shorter than 5 tokens.
+    no_repeat_ngram_size: int = field(default=5, metadata=rule(min=0))
     mask_time_prob: float = field(default=0.0, metadata=rule(min=0.0, max=1.0))
     mask_feature_prob: float = field(default=0.0, metadata=rule(min=0.0, max=1.0))
 
@@ -107,6 +111,7 @@ def configure_decoding(model, processor, cfg: Seq2SeqModelConfig) -> None:
     gen.forced_decoder_ids = None  # superseded by language/task, and conflicts with them
     model.config.forced_decoder_ids = None
     gen.num_beams = cfg.num_beams
+    gen.no_repeat_ngram_size = cfg.no_repeat_ngram_size or None
     gen.max_new_tokens = min(cfg.max_new_tokens, model.config.max_target_positions - PREFIX_TOKENS)
     gen.max_length = None  # max_new_tokens rules; both set makes every generate() warn
 
@@ -313,7 +318,8 @@ def timed(model, processor, examples: list[dict]) -> list[dict]:
     _DECODED["language"] = language
     _DECODED["spelling"] = getattr(processor.tokenizer, "english_spelling_normalizer", None)
     extractor = processor.feature_extractor
-    kwargs = dict(language=language, task=task, num_beams=gen.num_beams, max_new_tokens=gen.max_new_tokens)
+    kwargs = dict(language=language, task=task, num_beams=gen.num_beams, max_new_tokens=gen.max_new_tokens,
+                  no_repeat_ngram_size=getattr(gen, "no_repeat_ngram_size", None))  # fmt: skip
     kwargs["use_cache"] = True  # off in the config while training with gradient checkpointing
     audio = [np.asarray(e["audio"], dtype=np.float32) for e in examples]
     rate, pieces = extractor.sampling_rate, []  # (example, start, stop) in samples
@@ -422,5 +428,8 @@ TASK = register(
         pipeline_tag="automatic-speech-recognition",
         lora_targets=("q_proj", "v_proj"),
         lora_heads=(),
+        # HF's Whisper fine-tuning guide: 1e-5 in full; its PEFT (LoRA) guide: 1e-3
+        learning_rates=LearningRates(scratch=3e-4, pretrained=1e-5, lora=1e-3),
+        normalize_text=False,  # Whisper writes cased, punctuated text; WER is scored after its own normaliser
     )
 )

@@ -26,7 +26,16 @@ from slp_toolkit.config import ModelConfig, Recipe, UserError
 from slp_toolkit.data import change_speed, column
 from slp_toolkit.metrics import classification_metrics
 from slp_toolkit.synth.presets import CTC_PRESETS, WHISPER_PRESETS, check_preset
-from slp_toolkit.tasks import ModelLoadError, Tab, Task, load_or_fail, no_grad, register
+from slp_toolkit.tasks import (
+    LearningRates,
+    ModelLoadError,
+    Tab,
+    Task,
+    freeze_front_end,
+    load_or_fail,
+    no_grad,
+    register,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -46,7 +55,9 @@ class LabelError(UserError):
 @dataclass(frozen=True)
 class EmotionModelConfig(ModelConfig):
     family: Literal["wav2vec2", "hubert", "wavlm", "whisper"] = "wav2vec2"
-    freeze_feature_encoder: bool = True
+    # the convolutional front end stays as pretrained (the wav2vec 2.0 recipe); None: frozen for a pretrained
+    # checkpoint, trained for a scratch model (a random front end must learn)
+    freeze_feature_encoder: bool | None = None
     class_weights: Literal["none", "balanced"] = "balanced"
     labels: list[str] | None = None
 
@@ -118,8 +129,7 @@ def build(recipe: Recipe, train_ds) -> tuple:
         model, extractor = _pretrained(cfg.name_or_path, labels, cfg)
     model.config.class_weights = balanced_weights(seen, labels) if cfg.class_weights == "balanced" else None
     _attach(extractor, model.config.label2id, recipe.data.crop_seconds, recipe.data.speed_perturb)
-    if cfg.freeze_feature_encoder and hasattr(model, "freeze_feature_encoder"):
-        model.freeze_feature_encoder()
+    freeze_front_end(model, cfg)
     if cfg.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return model, extractor
@@ -250,7 +260,16 @@ def compute_loss(model, batch: dict) -> torch.Tensor:
 # ---------------------------------------------------------------- prediction and metrics
 @no_grad
 def probabilities(model, processor, examples: list[dict]) -> torch.Tensor:
+    import torch
+
+    from slp_toolkit.batches import window_seconds
+
     batch = collate([{"audio": e["audio"]} for e in examples], processor)
+    if "attention_mask" not in batch and window_seconds(processor) is None and len(examples) > 1:
+        if len({len(e["audio"]) for e in examples}) > 1:
+            # no mask (e.g. wav2vec2-base's extractor): the model would mean-pool the padding too, and a clip's
+            # label would depend on its batch-mates; clip by clip it is what the clip alone gives
+            return torch.cat([probabilities(model, processor, [e]) for e in examples])
     device = next(model.parameters()).device
     return model(**{k: v.to(device) for k, v in batch.items()}).logits.float().softmax(-1).cpu()
 
@@ -346,6 +365,8 @@ TASK = register(
         pipeline_tag="audio-classification",
         lora_targets=("q_proj", "k_proj", "v_proj", "out_proj"),
         lora_heads=HEADS,
+        # HF's audio-classification guide: 3e-5 for a pretrained encoder and a new head
+        learning_rates=LearningRates(scratch=3e-4, pretrained=3e-5, lora=1e-3),
         compute_loss=compute_loss,
         augment=augment,
         augment_changes_label=("speed",),

@@ -32,7 +32,7 @@ from slp_toolkit.config import ModelConfig, Recipe, rule
 from slp_toolkit.data import column
 from slp_toolkit.metrics import asr_metrics, mel_cepstral_distortion
 from slp_toolkit.synth.presets import SPEECHT5_PRESETS, check_preset
-from slp_toolkit.tasks import ModelLoadError, Tab, Task, load_or_fail, no_grad, register
+from slp_toolkit.tasks import LearningRates, ModelLoadError, Tab, Task, load_or_fail, no_grad, register
 
 log = logging.getLogger("slp")
 
@@ -381,6 +381,8 @@ TASK = register(
         usage='pipe("Hello there.")',
         pipeline_tag="text-to-speech",
         lora_targets=("q_proj", "v_proj"),
+        # HF's SpeechT5 text-to-speech fine-tuning guide: 1e-5 (the pretrained model drifts at higher rates)
+        learning_rates=LearningRates(scratch=3e-4, pretrained=1e-5, lora=1e-3),
         audio_is_input=False,
         keep=keep,
         keep_why="a speaker without a vector, or text it cannot speak",

@@ -284,3 +284,57 @@ def test_a_packed_run_killed_and_resumed_equals_the_uninterrupted_one(tmp_path, 
     a, b = (json.loads((tmp_path / n / "out" / "metrics.json").read_text()) for n in ("full", "cut"))
     assert a["step"] == b["step"] == 30 and b["wer"] == pytest.approx(a["wer"], abs=1e-6)
     assert losses(tmp_path / "cut" / "out")[-5:] == pytest.approx(losses(tmp_path / "full" / "out")[-5:], rel=1e-4)
+
+
+def test_whisper_defaults_follow_the_fine_tuning_guides(tmp_path):
+    base = {"task": "asr_seq2seq", "data": {"train": "x", "max_seconds": 8}, "train": {"max_steps": 1}}
+    scratch = recipe_from_dict({**base, "model": {"init": "scratch", "preset": "tiny"}})
+    tuned = recipe_from_dict({**base, "model": {"name_or_path": "openai/whisper-small"}})
+    adapted = recipe_from_dict({**base, "model": {"name_or_path": "openai/whisper-small"}, "lora": {}})
+    assert (tuned.train.learning_rate, adapted.train.learning_rate) == (1e-5, 1e-3)
+    assert scratch.data.normalize_text is False  # Whisper learns cased, punctuated text
+    assert tuned.model.max_new_tokens == 225 and tuned.model.no_repeat_ngram_size == 5
+    explicit = recipe_from_dict({**base, "model": {"name_or_path": "x"}, "train": {"max_steps": 1, "learning_rate": 2e-4},
+                                 "data": {"train": "x", "max_seconds": 8, "normalize_text": True}})  # fmt: skip
+    assert explicit.train.learning_rate == 2e-4 and explicit.data.normalize_text is True
+    ctc = recipe_from_dict({"task": "asr_ctc", "model": {"name_or_path": "x"}, "data": {"train": "x"},
+                            "train": {"max_steps": 1}})  # fmt: skip
+    assert ctc.train.learning_rate == 1e-4 and ctc.data.normalize_text is True
+
+
+def test_labels_are_prepared_again_when_the_language_changes():
+    """The preparation cache is keyed on the processor: its language/task tokens are part of the labels."""
+    from slp_toolkit.prepare import processor_fingerprint
+    from slp_toolkit.synth.scratch import build_whisper
+
+    _, english = build_whisper("tiny", "english", "transcribe")
+    _, french = build_whisper("tiny", "french", "transcribe")
+    _, translate = build_whisper("tiny", "french", "translate")
+    prints = {processor_fingerprint(p) for p in (english, french, translate)}
+    assert len(prints) == 3
+
+
+def test_the_repetition_guard_reaches_generate_and_the_saved_config(tmp_path):
+    """A random tiny Whisper loops on a token until max_new_tokens; the guard (no 5-token run twice) breaks it."""
+    from slp_toolkit.synth.scratch import build_whisper
+
+    torch.manual_seed(0)
+    model, processor = build_whisper("tiny", "english", "transcribe")
+    clip = {"audio": np.random.default_rng(0).normal(size=16000).astype(np.float32) * 0.1}
+
+    def ids_with(n: int) -> list[int]:
+        cfg = recipe_from_dict({"task": "asr_seq2seq", "model": {"init": "scratch", "preset": "tiny",
+                                "no_repeat_ngram_size": n, "max_new_tokens": 40}, "data": {"train": "x",
+                                "max_seconds": 8}, "train": {"max_steps": 1}}).model  # fmt: skip
+        SEQ2SEQ.configure_decoding(model, processor, cfg)
+        text = TASK.predict(model.eval(), processor, [clip])[0]
+        return processor.tokenizer(text, add_special_tokens=False).input_ids
+
+    def repeats(ids: list[int], n: int = 5) -> bool:
+        grams = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+        return len(grams) != len(set(grams))
+
+    assert repeats(ids_with(0)), "the unguarded model should loop (else this test proves nothing)"
+    assert not repeats(ids_with(5))
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "generation_config.json").read_text())["no_repeat_ngram_size"] == 5

@@ -338,3 +338,19 @@ def test_speed_augmentation_is_warned_about_for_emotion(caplog):
         assert not caplog.records
         augmenter_for(AugmentConfig(speed_prob=0.3), 16000, True, TASK.augment_changes_label)
     assert "augment.speed_prob=0.3" in caplog.text and "pitch" in caplog.text
+
+
+def test_a_prediction_does_not_depend_on_its_batch_mates_without_an_attention_mask():
+    """wav2vec2-base's extractor returns no attention mask: in a padded batch the classifier would average the
+    padding into a short clip's pooled vector. Without a mask clips of other lengths are predicted one by one."""
+    from slp_toolkit.tasks.emotion import probabilities
+
+    torch.manual_seed(0)
+    model, extractor = scratch.build_audio_classifier(["a", "b", "c"], "wav2vec2", "tiny", 16000)
+    extractor.return_attention_mask = False
+    rng = np.random.default_rng(0)
+    short, long = rng.normal(size=8000).astype(np.float32), rng.normal(size=24000).astype(np.float32)
+    alone = probabilities(model.eval(), extractor, [{"audio": short}])
+    together = probabilities(model, extractor, [{"audio": short}, {"audio": long}])
+    assert torch.allclose(alone[0], together[0], atol=1e-5)
+    assert "attention_mask" not in collate([{"audio": short}, {"audio": long}], extractor)  # the case it guards
