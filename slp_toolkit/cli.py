@@ -213,7 +213,10 @@ def _quiet_libraries(verbose: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slp", description="Fine-tune speech models from recipes.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="more logging")
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument("-v", "--verbose", action="store_true", help="more logging (also the libraries')")
+    noise.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only (SLP_LOG_LEVEL sets "
+                       "the level too: DEBUG, INFO, WARNING, ERROR)")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
 
     _recipe_commands(sub)
@@ -381,7 +384,11 @@ def _data_commands(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    level = "DEBUG" if args.verbose else "WARNING" if args.quiet else os.environ.get("SLP_LOG_LEVEL", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        print(f"error: SLP_LOG_LEVEL={level}: use DEBUG, INFO, WARNING or ERROR", file=sys.stderr)
+        return EXIT_USER_ERROR
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
     _quiet_libraries(args.verbose)
     try:
         return args.func(args)

@@ -80,7 +80,7 @@ class Run:
         speed = s.audio_seconds / max(s.elapsed, 1e-9)
         s.history.append({"step": s.step, "loss": loss, "lr": lr, "elapsed": round(s.elapsed, 2)})
         if bar is not None:
-            bar.set_postfix(step=s.step, loss=f"{loss:.3f}", lr=f"{lr:.2e}", audio_s_per_s=f"{speed:.3g}")
+            bar.show(step=s.step, loss=f"{loss:.3f}", lr=f"{lr:.2e}", audio_s_per_s=f"{speed:.3g}")
         if self.writer is not None:
             self.writer.add_scalar("train/loss", loss, s.step)
             self.writer.add_scalar("train/lr", lr, s.step)
@@ -191,24 +191,3 @@ def tensorboard(out: Path):
     except ImportError:  # tensorboard is a dependency, but a missing optional logger must not stop training
         return None
     return SummaryWriter(str(out / "tensorboard"))
-
-
-def progress_bar(main: bool, cfg, state):
-    """The run's tqdm bar on the main process: in steps, or in seconds of a `train.max_minutes` budget."""
-    if not main:
-        return None
-    from tqdm.auto import tqdm
-
-    if cfg.max_steps is None and cfg.max_minutes:  # a time budget: elapsed / budget seconds, with an ETA
-        bar = tqdm(total=round(60 * cfg.max_minutes), initial=round(state.elapsed), desc="train", unit="s",
-                   dynamic_ncols=True)  # fmt: skip
-        bar.by_time = True
-        return bar
-    return tqdm(total=cfg.max_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True)
-
-
-def advance(bar, state) -> None:
-    if getattr(bar, "by_time", False):
-        bar.update(max(0, min(round(state.elapsed), bar.total) - bar.n))
-    else:
-        bar.update(1)

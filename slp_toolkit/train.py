@@ -34,7 +34,8 @@ from slp_toolkit.device import speed_settings
 from slp_toolkit.memory import configure as configure_memory
 from slp_toolkit.memory import trim
 from slp_toolkit.prepare import prepare, usable
-from slp_toolkit.run import Run, TrainError, advance, progress_bar, tensorboard
+from slp_toolkit.progress import Progress
+from slp_toolkit.run import Run, TrainError, tensorboard
 from slp_toolkit.speed import bf16_supported_on_cpu, compile_front_end, use_shape_aware_attention
 from slp_toolkit.tasks import get_task, model_sampling_rate
 
@@ -127,7 +128,7 @@ def _loop(run: Run, source, batches: Iterator, params: list) -> dict:
     task, cfg, state, accelerator = run.task, run.cfg, run.state, run.acc
     model, optimizer = run.model, run.optimizer
     start, losses, nonfinite = time.perf_counter() - state.elapsed, [], 0
-    bar = progress_bar(accelerator.is_main_process, cfg, state)
+    bar = Progress(cfg, state) if accelerator.is_main_process else None
     while not run.finished(source.epochs_done(run.position)):
         batch, cpu_inputs = next(batches)
         inputs = {k: v.to(accelerator.device, non_blocking=True) for k, v in cpu_inputs.items()}
@@ -158,13 +159,13 @@ def _loop(run: Run, source, batches: Iterator, params: list) -> dict:
             run.log_train(losses, optimizer.param_groups[0]["lr"], bar)
             losses = []
         if bar is not None:
-            advance(bar, state)
+            bar.advance(state, progress_of(cfg, state, source.epochs_done(run.position)))
         if run.eval_due():
             trim(force=True)  # evaluation allocates on top of what training left: start it from the floor
             run.evaluate_and_checkpoint()
             trim(force=True)
     if bar is not None:
-        bar.close()
+        bar.close(state, progress_of(cfg, state, source.epochs_done(run.position)))
     return run.finish()
 
 

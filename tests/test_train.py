@@ -254,3 +254,23 @@ def test_weight_decay_spares_biases_and_norms(tiny_models):
     assert "lm_head.bias" in spared and "wav2vec2.encoder.layer_norm.weight" in spared
     assert "lm_head.weight" in {names[id(p)] for p in decay["params"]}
     assert len(decay["params"]) + len(rest["params"]) == sum(p.requires_grad for p in model.parameters())
+
+
+def test_a_log_file_gets_plain_progress_lines_not_carriage_returns(tmp_path, corpus):
+    """`slp train ... 2> run.log`: no bar refreshes in the file, a bounded number of lines, the last progress
+    line says where the run ended; --quiet leaves warnings only."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "SLP_PROGRESS_SECONDS": "1"}
+    recipe = write_recipe(tmp_path, corpus, max_steps=40, eval_every=20)
+    with (tmp_path / "run.log").open("w") as log:
+        done = subprocess.run([*SLP, "train", str(recipe)], stdout=log, stderr=log, env=env)
+    assert done.returncode == 0
+    text = (tmp_path / "run.log").read_text()
+    assert "\r" not in text and len(text.splitlines()) < 60, text[-2000:]
+    progress = [line for line in text.splitlines() if line.startswith("INFO train: step ")]
+    assert progress and progress[-1].startswith("INFO train: step 40/40 (100%)") and "audio_s_per_s" in progress[-1]
+    shutil.rmtree(tmp_path / "out")
+    quiet = subprocess.run([*SLP, "--quiet", "train", str(recipe)], capture_output=True, text=True, env=env)
+    assert quiet.returncode == 0 and "INFO" not in quiet.stderr
+    loud = subprocess.run([*SLP, "train", str(recipe), "--resume"], capture_output=True, text=True,
+                          env={**env, "SLP_LOG_LEVEL": "shouting"})  # fmt: skip
+    assert loud.returncode == 2 and "SLP_LOG_LEVEL=SHOUTING" in loud.stderr
