@@ -91,6 +91,8 @@ def window_seconds(processor) -> float | None:
     ext = getattr(processor, "feature_extractor", processor)
     if getattr(ext, "n_samples", None) and getattr(ext, "chunk_length", None):
         return float(ext.chunk_length)
+    if type(ext).__name__ == "ASTFeatureExtractor":  # Kaldi fbank frames of 10 ms, padded or cut to max_length
+        return float(ext.max_length) / 100
     return None
 
 

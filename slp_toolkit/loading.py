@@ -49,3 +49,53 @@ def load_or_fail(loader: Callable, name: str, what: str, **kwargs) -> Any:
             ) from None
         first = " ".join(str(err).split())[:300]
         raise ModelLoadError(f"cannot load {what} from {name!r}: {type(err).__name__}: {first}") from None
+
+
+# A recipe key -> the config attributes it sets, in whichever of the family's configs (top level or a sub-config
+# such as Parakeet's encoder_config) has them: families name dropout, layerdrop and the CTC blank differently.
+CONFIG_KEYS: dict[str, tuple[str, ...]] = {
+    "dropout": (
+        "hidden_dropout",
+        "attention_dropout",
+        "activation_dropout",
+        "feat_proj_dropout",
+        "final_dropout",
+        "dropout",
+    ),  # fmt: skip
+    "layerdrop": ("layerdrop", "encoder_layerdrop", "decoder_layerdrop"),
+    "pad_token_id": ("pad_token_id", "blank_token_id"),  # the CTC blank is the tokenizer's pad
+    "vocab_size": ("vocab_size",),
+}
+SUB_CONFIGS = ("encoder_config", "audio_config", "text_config", "decoder_config")
+
+
+def config_parts(config) -> list:
+    """A model config and its sub-configs (Parakeet's encoder_config, OmniASR's audio_config, ...)."""
+    return [config, *(getattr(config, k) for k in SUB_CONFIGS if getattr(config, k, None) is not None)]
+
+
+def apply_settings(config, settings: dict[str, Any], explicit: set[str], family: str) -> list[str]:
+    """Set each recipe setting on the config attributes CONFIG_KEYS maps it to (else its own name), wherever the
+    family has them; returns the settings it has nowhere. One the recipe set explicitly (in `explicit`) is a
+    ModelLoadError naming the key; a default the family lacks is simply not applied."""
+    missing = []
+    for key, value in settings.items():
+        names = CONFIG_KEYS.get(key, (key,))
+        hits = [(part, n) for part in config_parts(config) for n in names if hasattr(part, n)]
+        for part, name in hits:
+            setattr(part, name, value)
+        if not hits:
+            if key in explicit:
+                raise ModelLoadError(
+                    f"model.{key}: {family} models ({type(config).__name__}) have no such setting; drop model.{key}"
+                )
+            missing.append(key)
+    return missing
+
+
+def explicit_keys(cfg) -> set[str]:
+    """The keys of a model section that differ from their defaults: what the recipe asked for."""
+    import dataclasses
+
+    default = type(cfg)()
+    return {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(default, f.name)}

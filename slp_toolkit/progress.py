@@ -3,7 +3,8 @@
 On a terminal: a tqdm bar (in steps, or in seconds of a `train.max_minutes` budget) with loss, learning rate
 and audio-s/s. Into a file or a pipe (`slp train ... > run.log 2>&1`), a bar's carriage-return refreshes
 would fill the file with megabytes of half-lines; there it is one plain log line every `SLP_PROGRESS_SECONDS`
-(30) seconds instead: step, share done, loss, learning rate, audio-s/s, elapsed time and ETA.
+(30) seconds instead: step, share done, loss, learning rate, audio-s/s, elapsed time and ETA. `SLP_PROGRESS=bar`
+or `lines` chooses either way.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ class Progress:
 
     def __init__(self, cfg, state, terminal: bool | None = None):
         self.cfg, self.values = cfg, {}
-        self.terminal = sys.stderr.isatty() if terminal is None else terminal
+        if terminal is None:
+            asked = os.environ.get("SLP_PROGRESS", "").lower()
+            terminal = asked == "bar" if asked in ("bar", "lines") else sys.stderr.isatty()
+        self.terminal = terminal
         self.every, self.last = plain_every(), time.monotonic()
         self.bar = self._bar(state) if self.terminal else None
 

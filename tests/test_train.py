@@ -143,8 +143,9 @@ def test_a_pretrained_base_trains_in_train_mode_from_the_first_step(tmp_path, co
     assert first[0.0] != pytest.approx(first[0.5], rel=1e-4), first
 
 
-def test_a_time_budget_shows_elapsed_over_budget(tmp_path, corpus, capsys):
+def test_a_time_budget_shows_elapsed_over_budget(tmp_path, corpus, capsys, monkeypatch):
     """train.max_minutes without max_steps: the bar counts seconds of the budget (so it has an ETA)."""
+    monkeypatch.setenv("SLP_PROGRESS", "bar")  # the terminal's bar (captured output is no terminal)
     recipe = write_recipe(tmp_path, corpus, max_steps=None, max_minutes=0.05, eval_every=10_000)
     assert main(["train", str(recipe)]) == 0
     err = capsys.readouterr().err

@@ -22,9 +22,11 @@ __all__ = [
     "Tab",
     "Task",
     "TaskNotImplementedError",
+    "audio_batch",
     "freeze_front_end",
     "load_or_fail",
     "no_grad",
+    "padded_labels",
     "refuse_pickle",
 ]
 
@@ -74,6 +76,35 @@ def freeze_front_end(model, cfg) -> None:
         logging.getLogger("slp").warning(
             "model.freeze_feature_encoder: %s has no convolutional front end to freeze", type(model).__name__
         )
+
+
+def audio_batch(waves: list, extractor) -> dict:
+    """A family's model inputs for a batch of clips, from its own feature extractor: padded to the longest (a
+    fixed-window extractor, Whisper's or AST's, pads itself), with the attention mask wherever the inputs are
+    mel frames (Parakeet, LASR, w2v-BERT... compute their output lengths from it). A wav2vec2-family extractor
+    keeps its own setting: wav2vec2-base was pretrained without masks."""
+    import numpy as np
+
+    from slp_toolkit.batches import window_seconds
+
+    kwargs: dict = {"sampling_rate": extractor.sampling_rate, "return_tensors": "pt"}
+    if window_seconds(extractor) is None:
+        kwargs["padding"] = True
+    names = list(getattr(extractor, "model_input_names", ()))
+    if names and names[0] == "input_features" and "attention_mask" in names:
+        kwargs["return_attention_mask"] = True
+    return dict(extractor([np.asarray(w, dtype=np.float32) for w in waves], **kwargs))
+
+
+def padded_labels(examples: list[dict]):
+    """The examples' label id lists as one (batch x longest) tensor, padded with -100 (ignored by the losses)."""
+    import torch
+
+    longest = max(len(e["labels"]) for e in examples)
+    labels = torch.full((len(examples), longest), -100, dtype=torch.long)
+    for i, e in enumerate(examples):
+        labels[i, : len(e["labels"])] = torch.as_tensor(e["labels"], dtype=torch.long)
+    return labels
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import numpy as np
 
 from slp_toolkit.config import ModelConfig, Recipe, rule
 from slp_toolkit.data import column
+from slp_toolkit.loading import CONFIG_KEYS, apply_settings, config_parts, explicit_keys
 from slp_toolkit.metrics import asr_metrics
 from slp_toolkit.synth.presets import CTC_PRESETS, check_preset
 from slp_toolkit.tasks import (
@@ -19,9 +20,11 @@ from slp_toolkit.tasks import (
     ModelLoadError,
     Tab,
     Task,
+    audio_batch,
     freeze_front_end,
     load_or_fail,
     no_grad,
+    padded_labels,
     register,
 )
 from slp_toolkit.text import ctc_vocab
@@ -38,14 +41,18 @@ class CtcModelConfig(ModelConfig):
     # checkpoint, trained for a scratch model (a random front end must learn)
     freeze_feature_encoder: bool | None = None
     ctc_zero_infinity: bool = True
-    # SpecAugment, applied by the model itself in train mode.
+    # SpecAugment, applied by the model itself in train mode (families without it: Parakeet, LASR... skip it)
     mask_time_prob: float = field(default=0.05, metadata=rule(min=0.0, max=1.0))
     mask_time_length: int = field(default=10, metadata=rule(min=1))
     mask_feature_prob: float = field(default=0.0, metadata=rule(min=0.0, max=1.0))
     mask_feature_length: int = field(default=10, metadata=rule(min=1))
+    # A checkpoint's own CTC tokenizer and head are kept; true builds a character vocabulary from the training
+    # text and a fresh output layer for it (a head in another alphabet or language would emit [UNK]s)
+    new_vocab: bool = False
 
 
-def _config_overrides(cfg: CtcModelConfig, pad_token_id: int, vocab_size: int) -> dict:
+def _settings(cfg: CtcModelConfig) -> dict:
+    """The recipe's model settings by our names; loading.apply_settings maps them onto the family's config."""
     return {
         "ctc_zero_infinity": cfg.ctc_zero_infinity,
         "ctc_loss_reduction": "mean",
@@ -53,14 +60,8 @@ def _config_overrides(cfg: CtcModelConfig, pad_token_id: int, vocab_size: int) -
         "mask_time_length": cfg.mask_time_length,
         "mask_feature_prob": cfg.mask_feature_prob,
         "mask_feature_length": cfg.mask_feature_length,
-        "hidden_dropout": cfg.dropout,
-        "attention_dropout": cfg.dropout,
-        "activation_dropout": cfg.dropout,
-        "feat_proj_dropout": cfg.dropout,
-        "final_dropout": cfg.dropout,
+        "dropout": cfg.dropout,
         "layerdrop": cfg.layerdrop,
-        "pad_token_id": pad_token_id,
-        "vocab_size": vocab_size,
     }
 
 
@@ -71,23 +72,12 @@ def build(recipe: Recipe, train_ds) -> tuple:
     texts = column(train_ds, "text")
     if cfg.init == "scratch":
         vocab, _ = ctc_vocab(texts)
-        shape = _config_overrides(cfg, 0, 0)
-        for key in ("pad_token_id", "vocab_size", "ctc_loss_reduction", "ctc_zero_infinity"):
-            shape.pop(key)  # build_ctc takes these from the processor
+        shape = {k: v for k, v in _settings(cfg).items() if k.startswith("mask_") or k == "layerdrop"}
+        shape |= dict.fromkeys(CONFIG_KEYS["dropout"][:5], cfg.dropout)  # wav2vec2's names
         model, processor = scratch.build_ctc(vocab, cfg.preset, cfg.sampling_rate, **shape)
         model.config.ctc_zero_infinity = cfg.ctc_zero_infinity
     else:
-        processor = _pretrained_processor(cfg.name_or_path, texts, cfg.sampling_rate)
-        tok = processor.tokenizer
-        from transformers import AutoModelForCTC
-
-        model = load_or_fail(
-            AutoModelForCTC.from_pretrained,
-            cfg.name_or_path,
-            "CTC model",
-            ignore_mismatched_sizes=True,
-            **_config_overrides(cfg, tok.pad_token_id, len(tok)),
-        )
+        model, processor = _pretrained(cfg, texts)
     check_head(model, processor, cfg.name_or_path or "scratch")
     freeze_front_end(model, cfg)
     if cfg.gradient_checkpointing:
@@ -95,9 +85,32 @@ def build(recipe: Recipe, train_ds) -> tuple:
     return model, processor
 
 
-def _pretrained_processor(name: str, texts: list[str], sampling_rate: int):
-    """Keep an existing CTC tokenizer (reporting characters it lacks); build one from the training
-    text when the checkpoint has none (e.g. a self-supervised wav2vec2-base)."""
+def _pretrained(cfg: CtcModelConfig, texts: list[str]) -> tuple:
+    """Any checkpoint of a family transformers maps to CTC, with its own feature extractor; the recipe's settings
+    go onto the family's config (names differ: Parakeet's dropout sits in its encoder_config)."""
+    from transformers import AutoConfig, AutoModelForCTC
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CTC_MAPPING_NAMES as CTC
+
+    name = cfg.name_or_path
+    config = load_or_fail(AutoConfig.from_pretrained, name, "model config")
+    if config.model_type not in CTC:
+        raise ModelLoadError(
+            f"{name}: a {config.model_type} checkpoint has no CTC head in transformers (CTC families: "
+            f"{', '.join(sorted(CTC))}); for Whisper use task asr_seq2seq"
+        )
+    processor = _pretrained_processor(name, texts, cfg.new_vocab)
+    tok = processor.tokenizer
+    settings = {**_settings(cfg), "pad_token_id": tok.pad_token_id, "vocab_size": len(tok)}
+    apply_settings(config, settings, explicit_keys(cfg), config.model_type)
+    model = load_or_fail(AutoModelForCTC.from_pretrained, name, "CTC model", config=config,
+                         ignore_mismatched_sizes=True)  # fmt: skip
+    return model, processor
+
+
+def _pretrained_processor(name: str, texts: list[str], new_vocab: bool = False):
+    """The checkpoint's own feature extractor (its normalisation and masks are part of what it learnt) with its
+    CTC tokenizer, reporting characters it lacks; or, where it has none (self-supervised bases) or
+    `new_vocab`, a character tokenizer built from the training text."""
     from transformers import AutoFeatureExtractor, AutoTokenizer, Wav2Vec2Processor
 
     from slp_toolkit.synth import scratch
@@ -107,12 +120,27 @@ def _pretrained_processor(name: str, texts: list[str], sampling_rate: int):
         tokenizer = AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError, KeyError, TypeError):
         tokenizer = None
-    if tokenizer is None or not hasattr(tokenizer, "word_delimiter_token"):
+    if new_vocab or not decodes_ctc(tokenizer):
         vocab, _ = ctc_vocab(texts)
-        log.info("%s has no CTC tokenizer: built one from the training text (%d symbols)", name, len(vocab))
-        return scratch.ctc_processor(vocab, int(extractor.sampling_rate))
-    report_unknown_chars(tokenizer, texts, name)
+        why = "model.new_vocab" if new_vocab and tokenizer is not None else "it has no CTC tokenizer"
+        log.info("%s: %s, so a character vocabulary from the training text (%d symbols) and a new output layer",
+                 name, why, len(vocab))  # fmt: skip
+        tokenizer = scratch.ctc_processor(vocab, int(extractor.sampling_rate)).tokenizer
+    elif hasattr(tokenizer, "word_delimiter_token"):
+        report_unknown_chars(tokenizer, texts, name)
     return Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer)
+
+
+def decodes_ctc(tokenizer) -> bool:
+    """Whether a tokenizer reads a CTC path: its decode merges repeats and drops the blank (its pad token)."""
+    if tokenizer is None or tokenizer.pad_token_id is None:
+        return False
+    special = set(tokenizer.all_special_ids)
+    plain = [i for i in sorted(tokenizer.get_vocab().values()) if i not in special][:2]
+    if len(plain) < 2:
+        return False
+    a, b, blank = *plain, tokenizer.pad_token_id
+    return tokenizer.decode([a, a, blank, b, b]) == tokenizer.decode([a, b])
 
 
 def report_unknown_chars(tokenizer, texts: list[str], name: str) -> Counter:
@@ -167,22 +195,10 @@ def _fit_case(text: str, tokenizer) -> str:
 
 
 def collate(examples: list[dict], processor) -> dict:
-    import torch
-
-    extractor = processor.feature_extractor
-    batch = extractor(
-        [np.asarray(e["audio"], dtype=np.float32) for e in examples],
-        sampling_rate=extractor.sampling_rate,
-        padding=True,
-        return_tensors="pt",
-    )
+    batch = audio_batch([e["audio"] for e in examples], processor.feature_extractor)
     if examples and "labels" in examples[0]:
-        longest = max(len(e["labels"]) for e in examples)
-        labels = torch.full((len(examples), longest), -100, dtype=torch.long)
-        for i, e in enumerate(examples):
-            labels[i, : len(e["labels"])] = torch.tensor(e["labels"], dtype=torch.long)
-        batch["labels"] = labels
-    return dict(batch)
+        batch["labels"] = padded_labels(examples)
+    return batch
 
 
 # Long-form input (any clip over LONG_SECONDS) is cut at its pauses (slp_toolkit.segment) and each piece of
@@ -203,10 +219,7 @@ def predict(model, processor, examples: list[dict]) -> list[str]:
 def timed(model, processor, examples: list[dict]) -> list[dict]:
     """Greedy transcripts with word timestamps: {"text", "words": [{"word", "start", "end"}]} in seconds, from
     the frames each word's characters were emitted on (long clips too: their frames tile the clip)."""
-    import math
-
-    rate = processor.feature_extractor.sampling_rate
-    frame = math.prod(getattr(model.config, "conv_stride", (320,))) / rate
+    frame = samples_per_frame(model, processor) / processor.feature_extractor.sampling_rate
     out = []
     for logits in emissions(model, processor, examples):
         ids = logits.argmax(-1)
@@ -249,9 +262,7 @@ def emissions(model, processor, examples: list[dict]) -> list[np.ndarray]:
     out: list = [None] * len(examples)
     short = [i for i, e in enumerate(examples) if len(e["audio"]) <= LONG_SECONDS * rate]
     if short:
-        waves = [examples[i]["audio"] for i in short]
-        logits = _logits(model, processor, waves)
-        lengths = _frames(model, [len(w) for w in waves], logits.shape[1])
+        logits, lengths = _logits(model, processor, [examples[i]["audio"] for i in short])
         for i, row, n in zip(short, logits, lengths):
             out[i] = row[:n].float().cpu().numpy()
     for i in sorted(set(range(len(examples))) - set(short)):
@@ -259,19 +270,43 @@ def emissions(model, processor, examples: list[dict]) -> list[np.ndarray]:
     return out
 
 
-def _frames(model, samples: list[int], padded: int) -> list[int]:
+def _logits(model, processor, waves: list) -> tuple[torch.Tensor, list[int]]:
+    """The logits of a padded batch and each clip's number of output frames (the rest is its padding)."""
+    import math
+
     import torch
 
-    lengths = getattr(model, "_get_feat_extract_output_lengths", None)
-    if lengths is None:
-        return [padded] * len(samples)
-    return [min(padded, int(n)) for n in lengths(torch.tensor(samples))]
-
-
-def _logits(model, processor, waves: list) -> torch.Tensor:
     batch = collate([{"audio": w} for w in waves], processor)
     device = next(model.parameters()).device
-    return model(**{k: v.to(device) for k, v in batch.items()}).logits
+    logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+    padded, lengths = logits.shape[1], getattr(model, "_get_feat_extract_output_lengths", None)
+    if lengths is not None and model.main_input_name == "input_values":  # the conv front end's own arithmetic
+        return logits, [min(padded, int(n)) for n in lengths(torch.tensor([len(w) for w in waves]))]
+    mask = batch.get("attention_mask", batch.get("padding_mask"))  # OmniASR names its mask padding_mask
+    if mask is None:
+        return logits, [padded] * len(waves)
+    # mel-frame families (w2v-BERT, Parakeet...): the output keeps the input's share of real frames
+    return logits, [min(padded, math.ceil(int(real) * padded / mask.shape[-1])) for real in mask.sum(-1)]
+
+
+def samples_per_frame(model, processor) -> int:
+    """Input samples per output frame: the conv strides' product for the wav2vec2 family (320), else measured
+    once on 8 s of silence (Parakeet: 10 ms mel hops x 8 = 1,280)."""
+    import math
+
+    import torch
+
+    if getattr(model, "_slp_samples_per_frame", None):
+        return model._slp_samples_per_frame
+    strides = [getattr(part, "conv_stride", None) for part in config_parts(model.config)]
+    found = next((math.prod(s) for s in strides if s), None)
+    if found is None:
+        n = 8 * processor.feature_extractor.sampling_rate
+        with torch.no_grad():
+            logits, _ = _logits(model, processor, [np.zeros(n, dtype=np.float32)])
+        found = max(1, round(n / logits.shape[1]))
+    model._slp_samples_per_frame = found
+    return found
 
 
 def windows(n: int, chunk: int, context: int, align: int) -> list[tuple[int, int, int, int]]:
@@ -291,20 +326,18 @@ def long_form_logits(model, processor, wave: np.ndarray) -> np.ndarray:
     """(frames x vocab) logits of a clip of any length, as many frames as one pass would give: each piece of
     speech between pauses decoded alone (in windows when longer than LONG_SECONDS), a pause's frames blank
     and a word delimiter after each piece, so greedy and beam decoding and word times read it unchanged."""
-    import math
-
     from slp_toolkit.segment import segments
 
     rate, tokenizer = processor.feature_extractor.sampling_rate, processor.tokenizer
-    align = math.prod(getattr(model.config, "conv_stride", (320,)))  # input samples per output frame
-    total = _frames(model, [len(wave)], len(wave) // align)[0]
+    align = samples_per_frame(model, processor)
+    total = _frames_of(model, len(wave), align)
     out = np.full((total, model.config.vocab_size), SILENCE_LOGIT, dtype=np.float32)
     out[:, tokenizer.pad_token_id] = 0.0
     delimiter = getattr(tokenizer, "word_delimiter_token_id", None)
     pieces = segments(wave, rate)
     longest = int(LONG_SECONDS * rate)
     for a, b in (p for p in pieces if p[1] - p[0] > longest):
-        frames = _frames(model, [b - a], b - a)[0]  # windows can give a frame more than one pass
+        frames = _frames_of(model, b - a, align)  # windows can give a frame more than one pass
         _place(out, windowed_logits(model, processor, wave[a:b])[:frames], a // align, delimiter)
     short = sorted((p for p in pieces if p[1] - p[0] <= longest), key=lambda p: p[1] - p[0])
     budget, group = CHUNKS_PER_BATCH * CHUNK_SECONDS * rate, []
@@ -312,12 +345,21 @@ def long_form_logits(model, processor, wave: np.ndarray) -> np.ndarray:
         group.append(piece)
         following = short[i + 1][1] - short[i + 1][0] if i + 1 < len(short) else None
         if following is None or following * (len(group) + 1) > budget:
-            logits = _logits(model, processor, [wave[a:b] for a, b in group])
-            lengths = _frames(model, [b - a for a, b in group], logits.shape[1])
+            logits, lengths = _logits(model, processor, [wave[a:b] for a, b in group])
             for (a, _), row, n in zip(group, logits, lengths):
                 _place(out, row[:n].float().cpu().numpy(), a // align, delimiter)
             group = []
     return out
+
+
+def _frames_of(model, samples: int, align: int) -> int:
+    """Output frames of one pass over `samples` samples."""
+    import torch
+
+    lengths = getattr(model, "_get_feat_extract_output_lengths", None)
+    if lengths is not None and model.main_input_name == "input_values":
+        return int(lengths(torch.tensor([samples]))[0])
+    return samples // align
 
 
 def _place(out: np.ndarray, rows: np.ndarray, first: int, delimiter: int | None) -> None:
@@ -331,15 +373,13 @@ def _place(out: np.ndarray, rows: np.ndarray, first: int, delimiter: int | None)
 @no_grad
 def windowed_logits(model, processor, wave: np.ndarray) -> np.ndarray:
     """(frames x vocab) logits of speech of any length, window by window (see `windows`)."""
-    import math
-
     rate = processor.feature_extractor.sampling_rate
-    align = math.prod(getattr(model.config, "conv_stride", (320,)))  # input samples per output frame
+    align = samples_per_frame(model, processor)
     spans = windows(len(wave), int(CHUNK_SECONDS * rate), int(CONTEXT_SECONDS * rate), align)
     kept = []
     for first in range(0, len(spans), CHUNKS_PER_BATCH):
         group = spans[first : first + CHUNKS_PER_BATCH]
-        logits = _logits(model, processor, [wave[a:b] for a, b, _, _ in group])
+        logits, _ = _logits(model, processor, [wave[a:b] for a, b, _, _ in group])
         for row, (a, b, keep_from, keep_to) in zip(logits, group):
             frames = row[: (b - a) // align]  # the rest is padding
             kept.append(frames[(keep_from - a) // align : (keep_to - a) // align].float().cpu().numpy())

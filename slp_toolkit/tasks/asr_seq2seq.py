@@ -23,7 +23,7 @@ from slp_toolkit.config import ConfigError, ModelConfig, Recipe, rule
 from slp_toolkit.data import column
 from slp_toolkit.metrics import asr_metrics
 from slp_toolkit.synth.presets import WHISPER_PRESETS, check_preset, whisper_window
-from slp_toolkit.tasks import LearningRates, ModelLoadError, Tab, Task, load_or_fail, no_grad, register
+from slp_toolkit.tasks import LearningRates, ModelLoadError, Tab, Task, load_or_fail, no_grad, padded_labels, register
 
 log = logging.getLogger("slp")
 
@@ -286,15 +286,10 @@ def cached_features(examples: list[dict], extractor):
 
 
 def collate(examples: list[dict], processor) -> dict:
-    import torch
 
     out = {"input_features": features(examples, processor.feature_extractor)}
     if examples and "labels" in examples[0]:
-        longest = max(len(e["labels"]) for e in examples)
-        labels = torch.full((len(examples), longest), -100, dtype=torch.long)  # -100: ignored by the loss
-        for i, e in enumerate(examples):
-            labels[i, : len(e["labels"])] = torch.tensor(e["labels"], dtype=torch.long)
-        out["labels"] = labels
+        out["labels"] = padded_labels(examples)
     return out
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from slp_toolkit.config import ModelConfig, Recipe, UserError
 from slp_toolkit.data import change_speed, column
+from slp_toolkit.loading import apply_settings, explicit_keys
 from slp_toolkit.metrics import classification_metrics
 from slp_toolkit.synth.presets import CTC_PRESETS, WHISPER_PRESETS, check_preset
 from slp_toolkit.tasks import (
@@ -31,6 +32,7 @@ from slp_toolkit.tasks import (
     ModelLoadError,
     Tab,
     Task,
+    audio_batch,
     freeze_front_end,
     load_or_fail,
     no_grad,
@@ -93,9 +95,9 @@ def balanced_weights(seen: list[str], labels: list[str]) -> list[float]:
 
 # ---------------------------------------------------------------- building and loading
 def _regularisation(model_type: str, cfg: EmotionModelConfig) -> dict:
-    """Dropout settings; and no SpecAugment time masks for a scratch model: measured on the synthetic
-    corpus, a small random-init wav2vec2 learns to read the class through the learned mask embedding
-    (train-mode accuracy rose while eval mode, which has no masks, predicted one class)."""
+    """A scratch model's dropout settings; and no SpecAugment time masks: measured on the synthetic corpus,
+    a small random-init wav2vec2 learns to read the class through the learned mask embedding (train-mode
+    accuracy rose while eval mode, which has no masks, predicted one class)."""
     if model_type == "whisper":
         return {
             "dropout": cfg.dropout,
@@ -104,8 +106,7 @@ def _regularisation(model_type: str, cfg: EmotionModelConfig) -> dict:
             "encoder_layerdrop": cfg.layerdrop,
         }
     names = ("hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout", "final_dropout")
-    masks = {"mask_time_prob": 0.0} if cfg.init == "scratch" else {}
-    return {**dict.fromkeys(names, cfg.dropout), "layerdrop": cfg.layerdrop, **masks}
+    return {**dict.fromkeys(names, cfg.dropout), "layerdrop": cfg.layerdrop, "mask_time_prob": 0.0}
 
 
 def build(recipe: Recipe, train_ds) -> tuple:
@@ -136,15 +137,22 @@ def build(recipe: Recipe, train_ds) -> tuple:
 
 
 def _pretrained(name: str, labels: list[str], cfg: EmotionModelConfig) -> tuple:
-    """A classifier from a Hub name or a local dir; an ASR checkpoint (CTC or Whisper) gives its
-    encoder, and the projector + classifier start fresh."""
+    """A classifier of any family transformers maps to audio classification, from a Hub name or a local dir,
+    with its own feature extractor; an ASR checkpoint (CTC or Whisper) gives its encoder, and the projector +
+    classifier start fresh. The recipe's dropout and layerdrop go onto the family's config."""
     from transformers import AutoConfig, AutoFeatureExtractor
+    from transformers.models.auto.modeling_auto import MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES as HEADS_OF
 
     extractor = load_or_fail(AutoFeatureExtractor.from_pretrained, name, "feature extractor")
-    model_type = load_or_fail(AutoConfig.from_pretrained, name, "model config").model_type
-    model, info = _classifier(
-        name, labels, "audio classifier", output_loading_info=True, **_regularisation(model_type, cfg)
-    )
+    config = load_or_fail(AutoConfig.from_pretrained, name, "model config")
+    family = config.model_type
+    if family not in HEADS_OF:
+        raise ModelLoadError(
+            f"{name}: a {family} checkpoint has no audio-classification head in transformers (families: "
+            f"{', '.join(sorted(HEADS_OF))})"
+        )
+    apply_settings(config, {"dropout": cfg.dropout, "layerdrop": cfg.layerdrop}, explicit_keys(cfg), family)
+    model, info = _classifier(name, labels, "audio classifier", config=config, output_loading_info=True)
     fresh = [k for k in info["missing_keys"] if not k.startswith(HEADS)]
     if fresh:
         log.warning("%s: %d weights outside the head are newly initialised (e.g. %s)", name, len(fresh), fresh[0])
@@ -154,20 +162,15 @@ def _pretrained(name: str, labels: list[str], cfg: EmotionModelConfig) -> tuple:
     return model, extractor
 
 
-def _classifier(name: str, labels: list[str], what: str, **kwargs):
+def _classifier(name: str, labels: list[str], what: str, config=None, **kwargs):
     """AutoModelForAudioClassification with a head sized and named for `labels` (a new one if needed)."""
-    from transformers import AutoModelForAudioClassification
+    from transformers import AutoConfig, AutoModelForAudioClassification
 
-    return load_or_fail(
-        AutoModelForAudioClassification.from_pretrained,
-        name,
-        what,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-        ignore_mismatched_sizes=True,
-        **kwargs,
-    )
+    config = config if config is not None else load_or_fail(AutoConfig.from_pretrained, name, "model config")
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {label: i for i, label in enumerate(labels)}
+    return load_or_fail(AutoModelForAudioClassification.from_pretrained, name, what, config=config,
+                        ignore_mismatched_sizes=True, **kwargs)  # fmt: skip
 
 
 def _attach(extractor, label2id: dict, crop_seconds: float | None, speed_perturb: float = 0.0) -> None:
@@ -233,10 +236,7 @@ def augment(example: dict, rng) -> dict:
 def collate(examples: list[dict], processor) -> dict:
     import torch
 
-    waves = [np.asarray(e["audio"], dtype=np.float32) for e in examples]
-    # Whisper's extractor pads (or cuts) every clip to its fixed window, which its encoder requires.
-    padding = {} if hasattr(processor, "chunk_length") else {"padding": True}
-    batch = dict(processor(waves, sampling_rate=processor.sampling_rate, return_tensors="pt", **padding))
+    batch = audio_batch([e["audio"] for e in examples], processor)
     if examples and "labels" in examples[0]:
         batch["labels"] = torch.tensor([int(e["labels"]) for e in examples], dtype=torch.long)
     return batch

@@ -31,7 +31,7 @@ def test_a_long_clip_gives_the_frames_of_one_pass_and_its_pieces_texts(ctc_run, 
     rate = processor.feature_extractor.sampling_rate
     wave = bursts([(1.0, 4.0), (5.0, 8.0), (9.0, 40.0), (41.0, 74.0)], 75.0)  # two runs of speech over 30 s
     with torch.no_grad():
-        whole = asr_ctc._logits(model, processor, [wave]).shape[1]
+        whole = asr_ctc._logits(model, processor, [wave])[0].shape[1]
     logits = asr_ctc.long_form_logits(model, processor, wave)
     assert len(logits) == whole and logits.shape[1] == model.config.vocab_size
     assert (logits[: int(0.9 / 0.02)].argmax(-1) == processor.tokenizer.pad_token_id).all()  # the pause: blank
@@ -83,7 +83,7 @@ def test_a_three_minute_file_scores_like_its_clips_one_by_one():
     joined, reference = np.concatenate(waves), norm(" ".join(refs))
     [windowed] = asr_ctc.predict(model, processor, [{"audio": joined}])
     with torch.no_grad():
-        one_pass = processor.batch_decode([asr_ctc._logits(model, processor, [joined])[0].argmax(-1)])[0]
+        one_pass = processor.batch_decode([asr_ctc._logits(model, processor, [joined])[0][0].argmax(-1)])[0]
     clips = [asr_ctc.predict(model, processor, [{"audio": w}])[0] for w in waves[::2]]
     cer = {name: error_rates([norm(text)], [reference])["cer"]
            for name, text in (("long-form", windowed), ("one pass", one_pass), ("clip by clip", " ".join(clips)))}  # fmt: skip
