@@ -42,6 +42,16 @@ RECIPES = {
                               ["model.labels=null", "train.epochs=null"], "audio-classification"),
     "speecht5_finetune_hub": ("tts/speecht5_finetune_hub.yaml", "microsoft/speecht5_tts", "asr", 32,
                               ["model.speaker_embedding=table"], "text-to-speech"),
+    "w2v_bert_ctc": ("asr/w2v_bert_ctc.yaml", "facebook/w2v-bert-2.0", "asr", 16, [], "automatic-speech-recognition"),
+    "parakeet_ctc": ("asr/parakeet_ctc.yaml", "nvidia/parakeet-ctc-0.6b", "asr", 16, [],
+                     "automatic-speech-recognition"),
+    # 60 s = 2 windows of 30 s: 2 clips a step
+    "whisper_large_v3_turbo_lora": ("asr/whisper_large_v3_turbo_lora.yaml", "openai/whisper-large-v3-turbo", "asr", 60,
+                                    ["model.max_new_tokens=8"], "automatic-speech-recognition"),
+    "moonshine_base": ("asr/moonshine_base.yaml", "UsefulSensors/moonshine-base", "asr", 32,
+                       ["model.max_new_tokens=8"], "automatic-speech-recognition"),
+    "wavlm_base_plus": ("emotion/wavlm_base_plus.yaml", "microsoft/wavlm-base-plus", "emotion", 32,
+                        ["train.epochs=null"], "audio-classification"),
 }  # fmt: skip
 # variants per recipe: (gradient checkpointing, mixed precision); the first is what evaluation uses
 VARIANTS = {
@@ -51,6 +61,11 @@ VARIANTS = {
     "whisper_small_lora": [(True, "no"), (False, "no"), (True, "bf16")],
     "wav2vec2_base_iemocap": [(False, "no"), (True, "no")],
     "speecht5_finetune_hub": [(False, "no"), (False, "bf16")],
+    "w2v_bert_ctc": [(True, "bf16")],
+    "parakeet_ctc": [(True, "bf16")],
+    "whisper_large_v3_turbo_lora": [(True, "bf16")],
+    "moonshine_base": [(False, "no")],
+    "wavlm_base_plus": [(False, "no")],
 }
 
 
@@ -69,7 +84,7 @@ def run(cmd: list[str], log: Path) -> tuple[int, float, float]:
     return proc.returncode, time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
-def prepare(work: Path) -> dict[str, Path]:
+def prepare(work: Path, names: list[str]) -> dict[str, Path]:
     corpora = {"asr": work / "synth", "emotion": work / "emotion"}
     if not (corpora["asr"] / "test").is_dir():
         subprocess.run([*SLP, "data", "synth", str(corpora["asr"]), "--n", "240", "--seed", "0"], check=True,
@@ -77,7 +92,9 @@ def prepare(work: Path) -> dict[str, Path]:
     if not (corpora["emotion"] / "test").is_dir():
         subprocess.run([*SLP, "data", "synth", str(corpora["emotion"]), "--n", "160", "--seed", "0", "--task",
                         "emotion"], check=True, env=ENV, stdout=subprocess.DEVNULL)  # fmt: skip
-    subprocess.run([*SLP, "tiny", str(work / "twins"), "--full-size", "all"], check=True, env=ENV)
+    twins = sorted({RECIPES[n][1] for n in names} | ({"microsoft/speecht5_hifigan"} if "speecht5_finetune_hub" in names
+                                                        else set()))  # fmt: skip
+    subprocess.run([*SLP, "tiny", str(work / "twins"), *(f"--full-size={t}" for t in twins)], check=True, env=ENV)
     return corpora
 
 
@@ -181,7 +198,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="default: WORK/full_size.json")
     args = ap.parse_args()
     (args.work / "logs").mkdir(parents=True, exist_ok=True)
-    corpora = prepare(args.work)
+    corpora = prepare(args.work, args.only)
     rows, started = [], time.perf_counter()
     for name in args.only:
         for i, (gc, precision) in enumerate(VARIANTS[name]):

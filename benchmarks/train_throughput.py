@@ -296,7 +296,8 @@ def run_trainer(spec: dict) -> dict:
 
     seconds = spec["seconds"]
     # as many clips as our batches hold on average: seconds of audio, or a window per clip for an unpacked Whisper
-    from slp_toolkit.batches import clip_costs, window_seconds
+    from slp_toolkit.batches import clip_costs
+    from slp_toolkit.tasks import window_seconds
 
     costs = clip_costs(np.asarray(train_ds["input_length"]) / RATE, None if spec["pack"] else window_seconds(processor))
     batch_size = max(1, round(spec["batch_seconds"] / float(np.mean(costs))))

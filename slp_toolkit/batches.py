@@ -85,17 +85,6 @@ def bucket(ids, durations, batch_seconds: float, max_batch_size: int, multiple_o
     return batches
 
 
-def window_seconds(processor) -> float | None:
-    """The fixed input window of a model whose feature extractor pads every clip to it (Whisper: 30 s), else
-    None. Such a model spends a whole window on each clip, whatever its length."""
-    ext = getattr(processor, "feature_extractor", processor)
-    if getattr(ext, "n_samples", None) and getattr(ext, "chunk_length", None):
-        return float(ext.chunk_length)
-    if type(ext).__name__ == "ASTFeatureExtractor":  # Kaldi fbank frames of 10 ms, padded or cut to max_length
-        return float(ext.max_length) / 100
-    return None
-
-
 def clip_costs(durations, window: float | None) -> np.ndarray:
     """Seconds of model input each clip fills in a batch: its length, or the window where there is one (60
     clips of 2 s are 120 s of audio, but 1,800 s of Whisper encoder input)."""

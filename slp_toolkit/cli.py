@@ -160,6 +160,19 @@ def cmd_merge(args) -> int:
 
 
 def cmd_tiny(args) -> int:
+    if args.family:
+        from slp_toolkit.synth.families import SHAPES, heads_of, write_family
+
+        names = sorted(SHAPES) if "all" in args.family else args.family
+        unknown = [n for n in names if n not in SHAPES]
+        if unknown:
+            raise UserError(
+                f"--family {unknown[0]}: no tiny shape for it; choose from {', '.join(sorted(SHAPES))} or all"
+            )
+        for name in names:
+            for head in heads_of(name):
+                print(f"{name} ({head}): {write_family(name, head, args.out)}", flush=True)
+        return 0
     if args.full_size:
         from slp_toolkit.synth.twins import TWINS, write_twin
 
@@ -324,6 +337,10 @@ def _tool_commands(sub) -> None:
         help="instead: a full-size twin (published architecture, random weights) of a Hub checkpoint, e.g. "
         "openai/whisper-small, written to OUT/<basename>; repeatable, or `all`",
     )
+    p.add_argument("--family", action="append", metavar="TYPE",
+                   help="instead: a tiny random checkpoint of a transformers model type (wav2vec2-bert, parakeet_ctc, "
+                   "moonshine...) for each head it has (ctc, classification, seq2seq), as its Hub base ships; "
+                   "repeatable, or `all`")  # fmt: skip
     p.set_defaults(func=cmd_tiny)
 
     from slp_toolkit.demo import add_launch_args  # light: gradio is imported only when serving

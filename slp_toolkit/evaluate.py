@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from slp_toolkit.batches import clip_costs, examples_at, length_batches, window_seconds
+from slp_toolkit.batches import clip_costs, examples_at, length_batches
 from slp_toolkit.data import column
 from slp_toolkit.memory import trim
-from slp_toolkit.tasks import Task
+from slp_toolkit.tasks import Task, window_seconds
 
 log = logging.getLogger("slp")
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from slp_toolkit.augment import augmenter_for
-from slp_toolkit.batches import MapBatches, StreamBatches, prefetched, stream_metadata, window_seconds
+from slp_toolkit.batches import MapBatches, StreamBatches, prefetched, stream_metadata
 from slp_toolkit.checkpoint import (
     TrainState,
     checkpoints,
@@ -37,7 +37,7 @@ from slp_toolkit.prepare import prepare, usable
 from slp_toolkit.progress import Progress
 from slp_toolkit.run import Run, TrainError, tensorboard
 from slp_toolkit.speed import bf16_supported_on_cpu, compile_front_end, use_shape_aware_attention
-from slp_toolkit.tasks import get_task, model_sampling_rate
+from slp_toolkit.tasks import get_task, model_sampling_rate, window_seconds
 
 log = logging.getLogger("slp")
 

@@ -140,7 +140,8 @@ def test_a_fixed_window_model_counts_a_window_per_clip(tmp_path, corpus):
     import numpy as np
     from transformers import WhisperFeatureExtractor
 
-    from slp_toolkit.batches import clip_costs, window_seconds
+    from slp_toolkit.batches import clip_costs
+    from slp_toolkit.tasks import window_seconds
 
     whisper, other = WhisperFeatureExtractor(chunk_length=8), get_task("asr_ctc")
     assert window_seconds(whisper) == 8.0 and window_seconds(object()) is None

@@ -1,7 +1,7 @@
 """Tiny random checkpoints of every speech family transformers maps to CTC and audio classification (and the
 seq2seq ASR families the toolkit trains), saved as the Hub bases ship: the family's own feature extractor and
 no tokenizer (self-supervised bases such as wav2vec2-base, w2v-bert-2.0, HuBERT have none). Tests train,
-evaluate and serve each one; `slp tiny OUT --family all` writes them for a look by hand.
+evaluate and serve each one; `slp tiny OUT --family all` (or a model type) writes them for a look by hand.
 
 Shapes are the smallest each family builds with (hidden 32, 2 layers, 2 heads); the model types and their
 classes come from transformers' own auto mappings, so a family added there shows up in
@@ -110,6 +110,15 @@ def mapped(head: str) -> dict[str, str]:
                  "seq2seq": m.MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES}[head])  # fmt: skip
 
 
+SEQ2SEQ = ("whisper", "moonshine")  # the encoder-decoder families task asr_seq2seq trains
+
+
+def heads_of(model_type: str) -> list[str]:
+    """The heads (ctc, classification, seq2seq) transformers has for a model type and the toolkit trains."""
+    return [h for h in ("ctc", "classification", "seq2seq")
+            if model_type in mapped(h) and (h != "seq2seq" or model_type in SEQ2SEQ)]  # fmt: skip
+
+
 def write_family(model_type: str, head: str, out: str | Path) -> Path:
     """A tiny random `model_type` model with a `head` (ctc: an 8-symbol head a data vocabulary replaces;
     classification: 3 labels a recipe's labels replace) and its feature extractor, saved to OUT/<type>-<head>."""
@@ -118,6 +127,12 @@ def write_family(model_type: str, head: str, out: str | Path) -> Path:
 
     if model_type not in SHAPES:
         raise ValueError(f"no tiny shape for {model_type!r} (have: {', '.join(SHAPES)})")
+    path = Path(out) / f"{model_type}-{head}"
+    if head == "seq2seq" and model_type == "whisper":  # the real multilingual tokenizer comes with the preset
+        from slp_toolkit.synth.scratch import build_whisper
+
+        torch.manual_seed(0)
+        return save_pretrained(path, *build_whisper("tiny"))
     config = CONFIG_MAPPING[model_type](**SHAPES[model_type])
     if head == "ctc":
         for part in (config, *(getattr(config, k) for k in ("encoder_config", "audio_config") if hasattr(config, k))):
@@ -126,8 +141,25 @@ def write_family(model_type: str, head: str, out: str | Path) -> Path:
         config.pad_token_id = 0
     elif head == "classification":
         config.num_labels = 3
+    extractor, tokenizer = _extractors()[model_type](), None
+    if head == "seq2seq":  # a decoder needs its tokenizer (the Hub checkpoints ship one)
+        tokenizer = byte_bpe()
+        config.vocab_size = len(tokenizer)
+        config.bos_token_id = config.decoder_start_token_id = tokenizer.bos_token_id
+        config.eos_token_id = tokenizer.eos_token_id
     cls = getattr(transformers, mapped(head)[model_type])
     torch.manual_seed(0)
     model = cls(config)
-    path = Path(out) / f"{model_type}-{head}"
-    return save_pretrained(path, model, _extractors()[model_type]())
+    if tokenizer is not None:
+        model.generation_config.decoder_start_token_id = tokenizer.bos_token_id
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        # the processor Moonshine's Hub checkpoints name (processor_config.json), so AutoProcessor rebuilds it
+        return save_pretrained(path, model, transformers.Wav2Vec2Processor(extractor, tokenizer))
+    return save_pretrained(path, model, extractor)
+
+
+def byte_bpe(size: int = 400):
+    """A small byte-level BPE tokenizer (<unk> 0, <s> 1, </s> 2, as Moonshine's): any text encodes."""
+    from slp_toolkit.synth.twins import _learnt_tokenizer
+
+    return _learnt_tokenizer(size, "byte")

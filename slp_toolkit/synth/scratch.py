@@ -45,7 +45,7 @@ from transformers import (
     WhisperProcessor,
     WhisperTokenizer,
 )
-from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
 from slp_toolkit.storage import save_pretrained
 from slp_toolkit.synth.presets import CTC_PRESETS, HIFIGAN_PRESETS, SPEECHT5_PRESETS, WHISPER_PRESETS
@@ -159,11 +159,16 @@ def _language_code(language: str | None) -> str | None:
 
 
 def whisper_processor(
-    language: str | None = "english", task: str = "transcribe", chunk_length: int = 30, num_mel_bins: int = 80
+    language: str | None = "english",
+    task: str = "transcribe",
+    chunk_length: int = 30,
+    num_mel_bins: int = 80,
+    languages: int = 99,
 ) -> WhisperProcessor:
-    """Real multilingual Whisper tokenizer (labels start <|startoftranscript|><|lang|><|task|><|notimestamps|>)
-    and a log-mel feature extractor whose window is ``chunk_length`` seconds (pads or cuts to it)."""
-    tokenizer = WhisperTokenizer.from_pretrained(whisper_tokenizer_dir(), language=_language_code(language), task=task)
+    """Real multilingual Whisper tokenizer (labels start <|startoftranscript|><|lang|><|task|><|notimestamps|>;
+    `languages` 100: large-v3's) and a log-mel feature extractor whose window is ``chunk_length`` seconds."""
+    tokenizer = WhisperTokenizer.from_pretrained(whisper_tokenizer_dir(languages), language=_language_code(language),
+                                                 task=task)  # fmt: skip
     extractor = WhisperFeatureExtractor(feature_size=num_mel_bins, sampling_rate=16000, chunk_length=chunk_length)
     return WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer)
 
@@ -191,7 +196,7 @@ def whisper_generation_config(processor: WhisperProcessor, max_length: int, **ex
     """What `generate()` and the pipeline read for a multilingual Whisper: language and task ids,
     timestamp and previous-text tokens. A fresh config: one derived from the model config is saved with
     _from_model_config=true, and from_pretrained then drops every Whisper field (lang_to_id, ...) on load."""
-    ids = processor.tokenizer.convert_tokens_to_ids
+    ids, vocab = processor.tokenizer.convert_tokens_to_ids, processor.tokenizer.get_vocab()
     eot = ids("<|endoftext|>")
     return GenerationConfig(
         decoder_start_token_id=ids("<|startoftranscript|>"),
@@ -201,7 +206,7 @@ def whisper_generation_config(processor: WhisperProcessor, max_length: int, **ex
         max_length=max_length,
         begin_suppress_tokens=[220, eot],
         is_multilingual=True,
-        lang_to_id={f"<|{code}|>": ids(f"<|{code}|>") for code in WHISPER_LANGUAGES},
+        lang_to_id={f"<|{code}|>": ids(f"<|{code}|>") for code in LANGUAGES if f"<|{code}|>" in vocab},
         task_to_id={name: ids(f"<|{name}|>") for name in ("transcribe", "translate")},
         no_timestamps_token_id=ids("<|notimestamps|>"),
         prev_sot_token_id=ids("<|startofprev|>"),

@@ -20,6 +20,19 @@ read 2024-2025; parameter counts as transformers counts them, asserted in tests/
   the published 1876 speech and 600 text positions; an ``spm_char``-style character tokenizer (79 pieces +
   <mask> + <ctc_blank> = vocab 81).
 - microsoft/speecht5_hifigan (12.7 M): SpeechT5HifiGanConfig defaults (upsample 4x4x4x4 from 512 channels).
+- facebook/w2v-bert-2.0 (580.5 M; "600 M" on its card): Wav2Vec2BertConfig defaults are this model (24 Conformer
+  layers of 1024, 16 heads, relative-key positions, depthwise kernel 31); SeamlessM4TFeatureExtractor with 80
+  mel bins stacked in pairs (stride 2: 160-dim input_features), padding value 1. Wav2Vec2BertModel; no tokenizer.
+- nvidia/parakeet-ctc-0.6b (608.8 M): ParakeetCTCConfig defaults (FastConformer, 24 x 1024, 8x subsampling, 1,024
+  SentencePiece tokens + the blank at 1024); ParakeetFeatureExtractor (80 mel bins). The tokenizer here is a
+  1,024-piece BPE learnt from the synthetic grammar: same size and blank id, not the published pieces.
+- openai/whisper-large-v3-turbo (808.9 M): large-v3's encoder (32 x 1280, 128 mel bins) with 4 decoder layers,
+  vocab 51866 (<|yue|> is language 100); its alignment heads are left out (word timestamps are not used here).
+- UsefulSensors/moonshine-base (61.5 M): hidden 416, 8 + 8 layers, 8 heads, vocab 32768; it reads the waveform
+  (Wav2Vec2FeatureExtractor, no normalisation). Its byte-level BPE here is learnt from the synthetic grammar.
+- microsoft/wavlm-base-plus (94.4 M; "94.7 M"): wav2vec2-base's conv front end and encoder size with WavLM's
+  gated relative positions (320 buckets, distance 800); its extractor keeps the level (do_normalize false:
+  WavLM was pretrained on unnormalised audio) and returns attention masks.
 """
 
 from __future__ import annotations
@@ -165,6 +178,94 @@ def speecht5_hifigan() -> tuple:
     return SpeechT5HifiGan(SpeechT5HifiGanConfig()), None
 
 
+def w2v_bert_2() -> tuple:
+    from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig, Wav2Vec2BertModel
+
+    extractor = SeamlessM4TFeatureExtractor(feature_size=80, num_mel_bins=80, padding_value=1.0, stride=2,
+                                            sampling_rate=16000, return_attention_mask=True)  # fmt: skip
+    return Wav2Vec2BertModel(Wav2Vec2BertConfig()), extractor
+
+
+def parakeet_ctc_06b() -> tuple:
+    from transformers import ParakeetCTCConfig, ParakeetFeatureExtractor, ParakeetForCTC, Wav2Vec2Processor
+
+    tokenizer = _learnt_tokenizer(1024, "parakeet")
+    config = ParakeetCTCConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    processor = Wav2Vec2Processor(feature_extractor=ParakeetFeatureExtractor(feature_size=80), tokenizer=tokenizer)
+    return ParakeetForCTC(config), processor
+
+
+def whisper_large_v3_turbo() -> tuple:
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    from slp_toolkit.synth.scratch import WHISPER_TOKEN_SETTINGS, whisper_generation_config, whisper_processor
+
+    processor = whisper_processor(language=None, task="transcribe", num_mel_bins=128, languages=100)
+    config = WhisperConfig(**{**WHISPER_TOKEN_SETTINGS, "vocab_size": len(processor.tokenizer)}, d_model=1280,
+                           encoder_layers=32, decoder_layers=4, encoder_attention_heads=20, decoder_attention_heads=20,
+                           encoder_ffn_dim=5120, decoder_ffn_dim=5120, num_mel_bins=128, max_source_positions=1500,
+                           max_target_positions=448, suppress_tokens=[])  # fmt: skip
+    model = WhisperForConditionalGeneration(config)
+    # v3's specials sit one id higher than WHISPER_SUPPRESS's tail (sot stays at 50258)
+    suppress = [*WHISPER_SUPPRESS[:-5], *(t + 1 for t in WHISPER_SUPPRESS[-5:])]
+    model.generation_config = whisper_generation_config(
+        processor, 448, suppress_tokens=suppress, return_timestamps=False
+    )
+    return model, processor
+
+
+def moonshine_base() -> tuple:
+    from transformers import MoonshineConfig, MoonshineForConditionalGeneration, Wav2Vec2Processor
+
+    from slp_toolkit.synth.scratch import wav2vec2_extractor
+
+    tokenizer = _learnt_tokenizer(4096, "byte")
+    config = MoonshineConfig(hidden_size=416, intermediate_size=1664, encoder_num_hidden_layers=8,
+                             decoder_num_hidden_layers=8, encoder_num_attention_heads=8, decoder_num_attention_heads=8,
+                             vocab_size=32768, pad_token_id=tokenizer.eos_token_id)  # fmt: skip
+    extractor = wav2vec2_extractor(return_attention_mask=True)
+    extractor.do_normalize = False
+    return MoonshineForConditionalGeneration(config), Wav2Vec2Processor(
+        feature_extractor=extractor, tokenizer=tokenizer
+    )
+
+
+def wavlm_base_plus() -> tuple:
+    from transformers import WavLMConfig, WavLMModel
+
+    from slp_toolkit.synth.scratch import wav2vec2_extractor
+
+    shape = {k: v for k, v in W2V_BASE.items() if k != "vocab_size"}
+    extractor = wav2vec2_extractor(return_attention_mask=True)
+    extractor.do_normalize = False
+    return WavLMModel(WavLMConfig(**shape, num_buckets=320, max_bucket_distance=800)), extractor
+
+
+def _learnt_tokenizer(size: int, kind: str):
+    """A tokenizer of `size` pieces learnt from the synthetic grammar's sentences: `parakeet`, SentencePiece-style
+    BPE (▁ for spaces, <unk> 0) with the CTC blank <pad> after the pieces; `byte`, byte-level BPE (<unk> 0, <s> 1,
+    </s> 2) as Moonshine's. Same sizes and special ids as the published ones, other pieces."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import ParakeetTokenizer, PreTrainedTokenizerFast
+
+    from slp_toolkit.synth.sentences import generate_sentences
+
+    text = generate_sentences(6000, seed=0)
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    if kind == "parakeet":
+        bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+        trainer = trainers.BpeTrainer(vocab_size=size, special_tokens=["<unk>"])
+        bpe.train_from_iterator(text, trainer)
+        bpe.add_special_tokens(["<pad>"])  # id `size`: the blank
+        return ParakeetTokenizer(tokenizer_object=bpe, unk_token="<unk>", pad_token="<pad>")
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=size, special_tokens=["<unk>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+    bpe.train_from_iterator(text, trainer)
+    bpe.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+
+
 TWINS: dict[str, Callable[[], tuple]] = {
     "facebook/wav2vec2-base": wav2vec2_base,
     "facebook/wav2vec2-base-960h": wav2vec2_base_960h,
@@ -172,6 +273,11 @@ TWINS: dict[str, Callable[[], tuple]] = {
     "openai/whisper-small": lambda: whisper("small"),
     "microsoft/speecht5_tts": speecht5_tts,
     "microsoft/speecht5_hifigan": speecht5_hifigan,
+    "facebook/w2v-bert-2.0": w2v_bert_2,
+    "nvidia/parakeet-ctc-0.6b": parakeet_ctc_06b,
+    "openai/whisper-large-v3-turbo": whisper_large_v3_turbo,
+    "UsefulSensors/moonshine-base": moonshine_base,
+    "microsoft/wavlm-base-plus": wavlm_base_plus,
 }
 # Parameters as published (model cards / papers, in millions), for the size check in the tests.
 PUBLISHED_MILLIONS = {
@@ -181,6 +287,11 @@ PUBLISHED_MILLIONS = {
     "openai/whisper-small": 244,
     "microsoft/speecht5_tts": 144,
     "microsoft/speecht5_hifigan": 12.7,
+    "facebook/w2v-bert-2.0": 600,
+    "nvidia/parakeet-ctc-0.6b": 600,
+    "openai/whisper-large-v3-turbo": 809,
+    "UsefulSensors/moonshine-base": 61.5,
+    "microsoft/wavlm-base-plus": 94.7,
 }
 TWIN_MARKER = "twin.json"
 

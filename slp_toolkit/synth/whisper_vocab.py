@@ -20,17 +20,25 @@ from transformers.models.whisper.tokenization_whisper import LANGUAGES
 TIKTOKEN_FILE = Path(__file__).parents[1] / "resources" / "whisper_multilingual.tiktoken.gz"
 WHISPER_VOCAB_SIZE = 51865
 WHISPER_LANGUAGES = list(LANGUAGES)[:99]  # whisper-tiny..large-v2; v3 adds a 100th (yue)
-_WHISPER_SPECIALS = [
-    "<|endoftext|>",
-    "<|startoftranscript|>",
-    *[f"<|{code}|>" for code in WHISPER_LANGUAGES],
-    "<|translate|>",
-    "<|transcribe|>",
-    "<|startoflm|>",
-    "<|startofprev|>",
-    "<|nospeech|>",
-    "<|notimestamps|>",
-]
+
+
+def _specials(languages: int = 99) -> list[str]:
+    """The special tokens after the text vocabulary: large-v3 (and its turbo) has a 100th language, <|yue|>,
+    which moves every id after the languages up by one (vocab 51866)."""
+    return [
+        "<|endoftext|>",
+        "<|startoftranscript|>",
+        *[f"<|{code}|>" for code in list(LANGUAGES)[:languages]],
+        "<|translate|>",
+        "<|transcribe|>",
+        "<|startoflm|>",
+        "<|startofprev|>",
+        "<|nospeech|>",
+        "<|notimestamps|>",
+    ]
+
+
+_WHISPER_SPECIALS = _specials()
 _WHISPER_TIMESTAMPS = [f"<|{i * 0.02:.2f}|>" for i in range(1501)]
 WHISPER_EOT_ID = WHISPER_VOCAB_SIZE - len(_WHISPER_TIMESTAMPS) - len(_WHISPER_SPECIALS)  # 50257, <|endoftext|>
 
@@ -86,22 +94,24 @@ def _convert_tiktoken(content: str) -> tuple[dict[str, int], list[tuple[str, str
     return vocab, merges
 
 
-def whisper_tokenizer_dir() -> Path:
-    """The converted multilingual Whisper tokenizer, built on first use and cached (~1 s, ~4 MB) per
-    transformers version, whose tokenizer files older versions may not read."""
-    out = cache_dir() / f"whisper_tokenizer-2-transformers{transformers.__version__}"  # 2: pad token set
+def whisper_tokenizer_dir(languages: int = 99) -> Path:
+    """The converted multilingual Whisper tokenizer (`languages` 100: large-v3's), built on first use and
+    cached (~1 s, ~4 MB) per transformers version, whose tokenizer files older versions may not read."""
+    v3 = "-v3" if languages == 100 else ""
+    out = cache_dir() / f"whisper_tokenizer-2{v3}-transformers{transformers.__version__}"  # 2: pad token set
     if (out / "tokenizer.json").is_file():
         return out
     vocab, merges = _convert_tiktoken(_tiktoken_text())
     vocab["<|endoftext|>"] = len(vocab)
     # pad = <|endoftext|> as on the Hub, so DataCollatorSpeechSeq2SeqWithPadding-style `tokenizer.pad` works
     tokenizer = WhisperTokenizer(vocab=vocab, merges=merges, pad_token="<|endoftext|>")
-    specials = [AddedToken(t, special=True, normalized=False) for t in _WHISPER_SPECIALS]
+    specials = [AddedToken(t, special=True, normalized=False) for t in _specials(languages)]
     tokenizer.add_special_tokens({"extra_special_tokens": specials})
     # Not special: the tokenizer takes ids above its last special id (<|notimestamps|>) as timestamps.
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in _WHISPER_TIMESTAMPS])
-    if len(tokenizer) != WHISPER_VOCAB_SIZE:
-        raise RuntimeError(f"converted Whisper vocab has {len(tokenizer)} tokens, expected {WHISPER_VOCAB_SIZE}")
+    expected = WHISPER_VOCAB_SIZE + languages - 99
+    if len(tokenizer) != expected:
+        raise RuntimeError(f"converted Whisper vocab has {len(tokenizer)} tokens, expected {expected}")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent))
     tokenizer.save_pretrained(staging)

@@ -23,6 +23,7 @@ __all__ = [
     "Task",
     "TaskNotImplementedError",
     "audio_batch",
+    "window_seconds",
     "freeze_front_end",
     "load_or_fail",
     "no_grad",
@@ -78,14 +79,23 @@ def freeze_front_end(model, cfg) -> None:
         )
 
 
+def window_seconds(processor) -> float | None:
+    """The fixed input window of a model whose feature extractor pads every clip to it (Whisper: 30 s), else
+    None. Such a model spends a whole window on each clip, whatever its length."""
+    ext = getattr(processor, "feature_extractor", processor)
+    if getattr(ext, "n_samples", None) and getattr(ext, "chunk_length", None):
+        return float(ext.chunk_length)
+    if type(ext).__name__ == "ASTFeatureExtractor":  # Kaldi fbank frames of 10 ms, padded or cut to max_length
+        return float(ext.max_length) / 100
+    return None
+
+
 def audio_batch(waves: list, extractor) -> dict:
     """A family's model inputs for a batch of clips, from its own feature extractor: padded to the longest (a
     fixed-window extractor, Whisper's or AST's, pads itself), with the attention mask wherever the inputs are
     mel frames (Parakeet, LASR, w2v-BERT... compute their output lengths from it). A wav2vec2-family extractor
     keeps its own setting: wav2vec2-base was pretrained without masks."""
     import numpy as np
-
-    from slp_toolkit.batches import window_seconds
 
     kwargs: dict = {"sampling_rate": extractor.sampling_rate, "return_tensors": "pt"}
     if window_seconds(extractor) is None:
@@ -103,7 +113,7 @@ def padded_labels(examples: list[dict]):
     longest = max(len(e["labels"]) for e in examples)
     labels = torch.full((len(examples), longest), -100, dtype=torch.long)
     for i, e in enumerate(examples):
-        labels[i, : len(e["labels"])] = torch.as_tensor(e["labels"], dtype=torch.long)
+        labels[i, : len(e["labels"])] = torch.tensor(e["labels"], dtype=torch.long)
     return labels
 
 

@@ -1,9 +1,11 @@
-"""Task asr_seq2seq: Whisper speech recognition (WhisperForConditionalGeneration).
+"""Task asr_seq2seq: encoder-decoder speech recognition, Whisper and Moonshine.
 
-The model comes from a Hub name (`openai/whisper-tiny`, `-base`, `-small`, `-medium`, `-large-v3`...),
-a local dir, or a scratch preset (`slp_toolkit.synth.scratch.build_whisper`). The recipe's language, task,
-beam count and token budget are written into the model's generation config, so evaluation during
-training, `slp eval` and a plain `transformers.pipeline` on the output dir all decode the same way.
+The model comes from a Hub name (`openai/whisper-tiny` ... `-large-v3-turbo`, `UsefulSensors/moonshine-base`),
+a local dir, or a Whisper scratch preset (`slp_toolkit.synth.scratch.build_whisper`). The recipe's language
+and task (Whisper's prefix tokens), beam count, token budget and repetition guard are written into the
+model's generation config, so evaluation during training, `slp eval` and a plain `transformers.pipeline` on
+the output dir all decode the same way. Whisper's log-mel is cached at preparation (whisper_mel.py);
+Moonshine reads the waveform through its own extractor.
 """
 
 from __future__ import annotations
@@ -21,14 +23,29 @@ import numpy as np
 
 from slp_toolkit.config import ConfigError, ModelConfig, Recipe, rule
 from slp_toolkit.data import column
+from slp_toolkit.loading import apply_settings, explicit_keys
 from slp_toolkit.metrics import asr_metrics
 from slp_toolkit.synth.presets import WHISPER_PRESETS, check_preset, whisper_window
-from slp_toolkit.tasks import LearningRates, ModelLoadError, Tab, Task, load_or_fail, no_grad, padded_labels, register
+from slp_toolkit.tasks import (
+    LearningRates,
+    ModelLoadError,
+    Tab,
+    Task,
+    audio_batch,
+    load_or_fail,
+    no_grad,
+    padded_labels,
+    register,
+)
+from slp_toolkit.whisper_mel import audio_key, cached_features, features, is_whisper, log_mel, packed_mel  # noqa: F401
 
 log = logging.getLogger("slp")
 
 SOT = "<|startoftranscript|>"
 PREFIX_TOKENS = 4  # <|startoftranscript|><|lang|><|task|><|notimestamps|>
+# the encoder-decoder families trained here; transformers maps more (Speech2Text, Granite Speech, Voxtral,
+# Kyutai...), whose inputs, prompts or decoders this task does not build (README: model families)
+FAMILIES = ("whisper", "moonshine")
 
 
 # ---------------------------------------------------------------- building and loading
@@ -75,44 +92,71 @@ def build(recipe: Recipe, train_ds) -> tuple:
             model, processor = scratch.build_whisper(cfg.preset, cfg.language, cfg.task, **_config_overrides(cfg))
         except ValueError as err:
             raise ModelLoadError(f"{name}: {err}") from None
-        check_window(recipe, processor, name)
     else:
-        from transformers import WhisperForConditionalGeneration, WhisperProcessor
-
-        processor = load_or_fail(WhisperProcessor.from_pretrained, cfg.name_or_path, "Whisper processor")
-        check_window(recipe, processor, name)  # before a download of the weights
-        model = load_or_fail(
-            WhisperForConditionalGeneration.from_pretrained,
-            cfg.name_or_path,
-            "Whisper model",
-            **_config_overrides(cfg),
-        )
+        model, processor = _pretrained(cfg, recipe)
+    if is_whisper(processor.feature_extractor):
+        check_window(recipe, processor, name)
+    elif recipe.data.pack:
+        raise ConfigError(f"data.pack joins clips into Whisper's window; {name} has none: drop data.pack")
     configure_decoding(model, processor, cfg)
-    check_label_lengths(column(train_ds, "text"), processor, model.config.max_target_positions, name)
+    check_label_lengths(column(train_ds, "text"), processor, max_target_tokens(model.config), name)
     if cfg.freeze_encoder:
-        model.freeze_encoder()
+        model.get_encoder().requires_grad_(False)
     if cfg.gradient_checkpointing:
         # non-reentrant: gradients still reach the decoder (and adapters) when the encoder is frozen
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return model, processor
 
 
+def _pretrained(cfg: Seq2SeqModelConfig, recipe: Recipe) -> tuple:
+    """A Whisper or Moonshine checkpoint with its own processor; the recipe's settings on its config (a key
+    the family lacks, e.g. Moonshine's SpecAugment, is one line when the recipe sets it)."""
+    from transformers import AutoConfig, AutoModelForSpeechSeq2Seq, AutoProcessor
+
+    name = cfg.name_or_path
+    config = load_or_fail(AutoConfig.from_pretrained, name, "model config")
+    if config.model_type not in FAMILIES:
+        raise ModelLoadError(
+            f"{name}: a {config.model_type} checkpoint; task asr_seq2seq trains {' and '.join(FAMILIES)} "
+            "(README: model families)"
+        )
+    processor = load_or_fail(AutoProcessor.from_pretrained, name, f"{config.model_type} processor")
+    if is_whisper(processor.feature_extractor):
+        check_window(recipe, processor, name)  # before a download of the weights
+    elif {"language", "task"} & explicit_keys(cfg) and cfg.language not in ("english", "en"):
+        raise ModelLoadError(f"model.language/model.task: {config.model_type} models have no language or task tokens")
+    settings = {k.replace("encoder_", ""): v for k, v in _config_overrides(cfg).items() if k != "decoder_layerdrop"}
+    apply_settings(config, settings, explicit_keys(cfg), config.model_type)
+    if config.pad_token_id is None:  # labels are shifted right with it; Moonshine's config has none
+        config.pad_token_id = config.eos_token_id
+    model = load_or_fail(AutoModelForSpeechSeq2Seq.from_pretrained, name, f"{config.model_type} model", config=config)
+    return model, processor
+
+
+def max_target_tokens(config) -> int:
+    """How many tokens the decoder holds: Whisper's max_target_positions, else its position embeddings."""
+    return int(getattr(config, "max_target_positions", None) or config.max_position_embeddings)
+
+
 def configure_decoding(model, processor, cfg: Seq2SeqModelConfig) -> None:
     """Language, task, beams and length into the tokenizer (label prefix) and the generation config
     (what `generate` and the pipeline read), so every decoder of the saved model agrees."""
     gen = model.generation_config
-    multilingual = bool(getattr(gen, "is_multilingual", True)) and hasattr(gen, "lang_to_id")
-    language = _language_code(cfg.language) if multilingual else None
-    task = cfg.task if multilingual else None
-    if cfg.language is not None and language is None and multilingual:
-        raise ModelLoadError(f"unknown Whisper language {cfg.language!r} (use e.g. english, en, french)")
-    processor.tokenizer.set_prefix_tokens(language=language, task=task, predict_timestamps=False)
-    gen.language, gen.task = language, task
-    gen.forced_decoder_ids = None  # superseded by language/task, and conflicts with them
-    model.config.forced_decoder_ids = None
+    prefix = 0
+    if hasattr(processor.tokenizer, "set_prefix_tokens"):  # Whisper: <|lang|><|task|> after <|startoftranscript|>
+        multilingual = bool(getattr(gen, "is_multilingual", True)) and hasattr(gen, "lang_to_id")
+        language = _language_code(cfg.language) if multilingual else None
+        task = cfg.task if multilingual else None
+        if cfg.language is not None and language is None and multilingual:
+            raise ModelLoadError(f"unknown Whisper language {cfg.language!r} (use e.g. english, en, french)")
+        processor.tokenizer.set_prefix_tokens(language=language, task=task, predict_timestamps=False)
+        gen.language, gen.task = language, task
+        gen.forced_decoder_ids = None  # superseded by language/task, and conflicts with them
+        model.config.forced_decoder_ids = None
+        prefix = PREFIX_TOKENS
     gen.num_beams = cfg.num_beams
     gen.no_repeat_ngram_size = cfg.no_repeat_ngram_size or None
-    gen.max_new_tokens = min(cfg.max_new_tokens, model.config.max_target_positions - PREFIX_TOKENS)
+    gen.max_new_tokens = min(cfg.max_new_tokens, max_target_tokens(model.config) - prefix)
     gen.max_length = None  # max_new_tokens rules; both set makes every generate() warn
 
 
@@ -150,14 +194,14 @@ def check_label_lengths(texts: list[str], processor, max_positions: int, name: s
 
 
 def load(model_dir: str) -> tuple:
-    """A trained Whisper dir, a Hub name, or a LoRA adapter dir (its base found via adapter_config)."""
-    from transformers import GenerationConfig, WhisperForConditionalGeneration
+    """A trained Whisper/Moonshine dir, a Hub name, or a LoRA adapter dir (its base found via adapter_config)."""
+    from transformers import AutoModelForSpeechSeq2Seq, GenerationConfig
 
     from slp_toolkit import lora
 
     base = lora.adapter_base(model_dir)
     processor = _load_processor(model_dir, base)
-    model = load_or_fail(WhisperForConditionalGeneration.from_pretrained, base or model_dir, "Whisper model")
+    model = load_or_fail(AutoModelForSpeechSeq2Seq.from_pretrained, base or model_dir, "speech seq2seq model")
     if base is not None:
         try:  # the adapter run's decoding settings, saved beside the adapter
             model.generation_config = GenerationConfig.from_pretrained(model_dir)
@@ -168,14 +212,14 @@ def load(model_dir: str) -> tuple:
 
 
 def _load_processor(model_dir: str, base: str | None):
-    from transformers import WhisperProcessor
+    from transformers import AutoProcessor
 
     try:
-        return WhisperProcessor.from_pretrained(model_dir)
+        return AutoProcessor.from_pretrained(model_dir)
     except (OSError, ValueError, KeyError, TypeError):
         if base is None:
-            raise ModelLoadError(f"cannot load Whisper processor from {model_dir!r}") from None
-    return load_or_fail(WhisperProcessor.from_pretrained, base, "Whisper processor")
+            raise ModelLoadError(f"cannot load the processor from {model_dir!r}") from None
+    return load_or_fail(AutoProcessor.from_pretrained, base, "processor")
 
 
 # ---------------------------------------------------------------- features and labels
@@ -184,15 +228,21 @@ def preprocess(example: dict, processor) -> dict:
     first token: the model prepends decoder_start (= <|startoftranscript|>) when it shifts labels right.
     The clip's log-mel is computed here once (see `log_mel`), not in every epoch's batches."""
     out = {"labels": label_ids(example["text"], processor.tokenizer)}
-    mel = log_mel(np.asarray(example["audio"], np.float32), processor.feature_extractor) if "audio" in example else None
+    ext = processor.feature_extractor
+    mel = log_mel(np.asarray(example["audio"], np.float32), ext) if "audio" in example and is_whisper(ext) else None
     if mel is not None:
         out |= {"log_mel": mel.T.ravel(), "log_mel_of": audio_key(example["audio"])}
     return out
 
 
 def label_ids(text: str, tokenizer) -> list[int]:
+    """The decoder's targets: the tokenized text without its start token (<|startoftranscript|>, or a <s>: the
+    model puts its decoder_start in front when it shifts the labels right), ending in the end token."""
     ids = tokenizer(text).input_ids
-    return ids[1:] if ids and ids[0] == tokenizer.convert_tokens_to_ids(SOT) else ids
+    if ids and ids[0] in (tokenizer.convert_tokens_to_ids(SOT), tokenizer.bos_token_id):
+        ids = ids[1:]
+    eos = tokenizer.eos_token_id
+    return ids if eos is None or (ids and ids[-1] == eos) else [*ids, eos]
 
 
 def pack(examples: list[dict], processor, rng, config) -> list[dict]:
@@ -216,78 +266,17 @@ def pack(examples: list[dict], processor, rng, config) -> list[dict]:
                             ext.hop_length)  # fmt: skip
         text = " ".join(texts[i] for i in members)
         packed = {"audio": wave, "text": text, "labels": label_ids(text, tokenizer)}
-        out.append(packed | _packed_mel(group, starts, wave, ext))
+        out.append(packed | packed_mel(group, starts, wave, ext))
     return out
-
-
-def _packed_mel(group: list[dict], starts: list[int], wave: np.ndarray, ext) -> dict:
-    """The window's log-mel from its clips' cached frames, each at its start frame: the joined audio's
-    frames but for the three whose STFT window straddles a join (cached with silence or a reflection
-    there): 30 ms at each pause, where being exact would mean running the extractor again."""
-    if not all("log_mel" in e and e["log_mel_of"] == audio_key(e["audio"]) for e in group):
-        return {}  # a clip changed by augmentation: the extractor reads the joined audio instead
-    mels, length = ext.feature_size, len(wave)
-    frames = (length + min(ext.n_samples - length, ext.n_fft)) // ext.hop_length
-    mel = np.full((frames, mels), -10.0, dtype=np.float32)
-    bounds = [s // ext.hop_length for s in starts[1:]] + [frames]
-    for e, start, stop in zip(group, starts, bounds, strict=True):
-        cached = np.asarray(e["log_mel"], dtype=np.float32).reshape(-1, mels)
-        first = start // ext.hop_length
-        mel[first : first + min(len(cached), stop - first)] = cached[: stop - first]
-    return {"log_mel": mel.ravel(), "log_mel_of": audio_key(wave)}
-
-
-def audio_key(audio) -> float:
-    """What the cached log-mel was computed from: a changed clip (noise, speed, a crop) gets the extractor."""
-    return float(np.sum(np.asarray(audio, dtype=np.float32), dtype=np.float64)) + 1e9 * len(audio)
-
-
-def log_mel(wave: np.ndarray, extractor) -> np.ndarray | None:
-    """(mels x frames) log10 mel power of the clip's own frames, before Whisper's clamp and scaling: the
-    frames its feature extractor gives for the clip padded to the window, bit for bit (the rest of the
-    window is silence, log10(1e-10) = -10). None where it cannot be cached (dither, a clip over the window)."""
-    import torch
-
-    room = extractor.n_samples - len(wave)
-    if room < 0 or getattr(extractor, "dither", 0.0) or not len(wave):
-        return None
-    # zeros past the clip as in the padded window: every frame of this shorter STFT sees what it sees there
-    padded = torch.from_numpy(np.pad(wave, (0, min(room, extractor.n_fft))))
-    stft = torch.stft(padded, extractor.n_fft, extractor.hop_length, window=torch.hann_window(extractor.n_fft),
-                      return_complex=True)  # fmt: skip
-    power = (stft[..., :-1].abs() ** 2).contiguous()
-    mel = torch.from_numpy(extractor.mel_filters).to(torch.float32).T @ power
-    return torch.clamp(mel, min=1e-10).log10().numpy()
-
-
-def features(examples: list[dict], extractor):
-    """Whisper's input features of a batch: from the cached log-mel where it is the clip's, else the extractor."""
-    cached = cached_features(examples, extractor)
-    if cached is not None:
-        return cached
-    audio = [np.asarray(e["audio"], dtype=np.float32) for e in examples]
-    return extractor(audio, sampling_rate=extractor.sampling_rate, return_tensors="pt")["input_features"]
-
-
-def cached_features(examples: list[dict], extractor):
-    """The extractor's features rebuilt from `log_mel` (pad with silence, clamp 8 below the clip's peak,
-    scale), or None unless every example's cache is of its audio as it is now."""
-    import torch
-
-    if not all("log_mel" in e and e["log_mel_of"] == audio_key(e["audio"]) for e in examples):
-        return None
-    mels, frames = extractor.feature_size, extractor.nb_max_frames
-    out = torch.full((len(examples), mels, frames), -10.0)
-    for row, e in zip(out, examples):
-        cached = torch.from_numpy(np.asarray(e["log_mel"], dtype=np.float32)).view(-1, mels)
-        row[:, : len(cached)] = cached.T[:, :frames]
-    top = out.amax(dim=(1, 2), keepdim=True)
-    return (torch.maximum(out, top - 8.0) + 4.0) / 4.0
 
 
 def collate(examples: list[dict], processor) -> dict:
 
-    out = {"input_features": features(examples, processor.feature_extractor)}
+    ext = processor.feature_extractor
+    if is_whisper(ext):
+        out = {"input_features": features(examples, ext)}
+    else:  # Moonshine: the waveform, padded, with its attention mask
+        out = audio_batch([e["audio"] for e in examples], ext)
     if examples and "labels" in examples[0]:
         out["labels"] = padded_labels(examples)
     return out
@@ -307,24 +296,25 @@ def timed(model, processor, examples: list[dict]) -> list[dict]:
     pauses themselves are not decoded: Whisper invents text for silence)."""
     from slp_toolkit.segment import segments
 
-    gen = model.generation_config
-    # a Hub checkpoint's own generation config has no language/task: Whisper then detects the language
-    language, task = getattr(gen, "language", None), getattr(gen, "task", None)
-    _DECODED["language"] = language
-    _DECODED["spelling"] = getattr(processor.tokenizer, "english_spelling_normalizer", None)
-    extractor = processor.feature_extractor
-    kwargs = dict(language=language, task=task, num_beams=gen.num_beams, max_new_tokens=gen.max_new_tokens,
+    gen, extractor = model.generation_config, processor.feature_extractor
+    kwargs = dict(num_beams=gen.num_beams, max_new_tokens=gen.max_new_tokens,
                   no_repeat_ngram_size=getattr(gen, "no_repeat_ngram_size", None))  # fmt: skip
     kwargs["use_cache"] = True  # off in the config while training with gradient checkpointing
+    if is_whisper(extractor):
+        # a Hub checkpoint's own generation config has no language/task: Whisper then detects the language
+        kwargs |= dict(language=getattr(gen, "language", None), task=getattr(gen, "task", None))
+    _DECODED["language"] = kwargs.get("language", "en")  # Moonshine is English-only
+    _DECODED["spelling"] = getattr(processor.tokenizer, "english_spelling_normalizer", None)
+    window = float(getattr(extractor, "chunk_length", LONG_SECONDS))  # Whisper's window, else 30 s pieces
     audio = [np.asarray(e["audio"], dtype=np.float32) for e in examples]
     rate, pieces = extractor.sampling_rate, []  # (example, start, stop) in samples
     for i, wave in enumerate(audio):
-        if len(wave) <= extractor.n_samples:
+        if len(wave) <= window * rate:
             pieces.append((i, 0, len(wave)))
             continue
-        cut = segments(wave, rate, extractor.chunk_length)
-        log.info("a %.1f s clip is longer than the %s s window: %d pieces between its pauses",
-                 len(wave) / rate, extractor.chunk_length, len(cut))  # fmt: skip
+        cut = segments(wave, rate, window)
+        log.info("a %.1f s clip is longer than the %g s window: %d pieces between its pauses",
+                 len(wave) / rate, window, len(cut))  # fmt: skip
         pieces += [(i, a, b) for a, b in cut]
     texts, size = [], max(len(audio), PIECES_PER_BATCH)
     for first in range(0, len(pieces), size):
@@ -339,12 +329,19 @@ def timed(model, processor, examples: list[dict]) -> list[dict]:
 
 
 PIECES_PER_BATCH = 16
+LONG_SECONDS = 30.0  # a model without a window (Moonshine) decodes longer clips in pieces cut at pauses
 
 
 def _generate(model, processor, waves: list[np.ndarray], kwargs: dict) -> list[str]:
     extractor, param = processor.feature_extractor, next(model.parameters())
-    feats = extractor(waves, sampling_rate=extractor.sampling_rate, return_tensors="pt")
-    ids = model.generate(input_features=feats["input_features"].to(param.device, param.dtype), **kwargs)
+    if is_whisper(extractor):
+        inputs = {"input_features": extractor(waves, sampling_rate=extractor.sampling_rate,
+                                              return_tensors="pt")["input_features"]}  # fmt: skip
+    else:
+        inputs = audio_batch(waves, extractor)
+    inputs = {k: v.to(param.device, param.dtype) if v.is_floating_point() else v.to(param.device)
+              for k, v in inputs.items()}  # fmt: skip
+    ids = model.generate(**inputs, **kwargs)
     return [text.strip() for text in processor.batch_decode(ids, skip_special_tokens=True)]
 
 
@@ -416,7 +413,7 @@ TASK = register(
         greater_is_better=False,
         model_config=Seq2SeqModelConfig,
         validate=validate,
-        architectures=("WhisperForConditionalGeneration", "ForSpeechSeq2Seq"),
+        architectures=("WhisperForConditionalGeneration", "MoonshineForConditionalGeneration", "ForSpeechSeq2Seq"),
         tab=Tab("asr", "Transcribe", "transcribe"),
         usage='pipe("clip.wav")["text"]',
         space=True,

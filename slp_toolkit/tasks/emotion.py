@@ -37,6 +37,7 @@ from slp_toolkit.tasks import (
     load_or_fail,
     no_grad,
     register,
+    window_seconds,
 )
 
 if TYPE_CHECKING:
@@ -261,8 +262,6 @@ def compute_loss(model, batch: dict) -> torch.Tensor:
 @no_grad
 def probabilities(model, processor, examples: list[dict]) -> torch.Tensor:
     import torch
-
-    from slp_toolkit.batches import window_seconds
 
     batch = collate([{"audio": e["audio"]} for e in examples], processor)
     if "attention_mask" not in batch and window_seconds(processor) is None and len(examples) > 1:
