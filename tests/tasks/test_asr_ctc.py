@@ -135,3 +135,52 @@ def test_bf16_inference_runs_and_keeps_the_output_shape(ctc_run, corpus, capsys)
     assert len(outputs["bf16"]) == len(outputs["fp32"]) == 3
     assert main(["eval", str(ctc_run), "--data", str(corpus / "test"), "--max-samples", "4", "--precision", "bf16",
                  "--output-dir", str(ctc_run.parent / "bf16_eval")]) == 0  # fmt: skip
+
+
+def _build(corpus, model: str, **keys):
+    """asr_ctc's build on the corpus' train split for a pretrained dir (what `slp train` builds)."""
+    from slp_toolkit.config import recipe_from_dict
+    from slp_toolkit.data import load_split
+
+    recipe = recipe_from_dict({"task": "asr_ctc", "model": {"name_or_path": model, **keys},
+                               "data": {"train": str(corpus / "train")}, "train": {"max_steps": 1}})  # fmt: skip
+    ds = load_split(str(corpus / "train"), recipe.data, 16000, ("text",), 8)
+    return asr_ctc.build(recipe, ds)
+
+
+def test_a_base_keeps_its_own_feature_extractor(corpus, tmp_path):
+    """WavLM was pretrained on unnormalised audio, without masks: its extractor's settings stay (the toolkit
+    once swapped in a normalising, masking wav2vec2 one for any base without a CTC tokenizer)."""
+    import json
+
+    from slp_toolkit.synth.families import write_family
+
+    base = write_family("wavlm", "ctc", tmp_path)
+    settings = json.loads((base / "preprocessor_config.json").read_text())
+    settings.update(do_normalize=False, return_attention_mask=False)
+    (base / "preprocessor_config.json").write_text(json.dumps(settings))
+    model, processor = _build(corpus, str(base))
+    assert processor.feature_extractor.do_normalize is False
+    assert processor.feature_extractor.return_attention_mask is False
+    assert model.config.vocab_size == len(processor.tokenizer) > 8  # a character vocabulary from the data
+
+
+def test_new_vocab_replaces_a_checkpoint_head_and_tokenizer(corpus, tiny_models, caplog):
+    """A CTC checkpoint keeps its tokenizer and head; model.new_vocab builds both from the training text."""
+    from transformers import AutoTokenizer
+
+    original = AutoTokenizer.from_pretrained(tiny_models["wav2vec2-ctc"])
+    kept_model, kept = _build(corpus, str(tiny_models["wav2vec2-ctc"]))
+    assert kept.tokenizer.get_vocab() == original.get_vocab()
+    with caplog.at_level("INFO", logger="slp"):
+        model, fresh = _build(corpus, str(tiny_models["wav2vec2-ctc"]), new_vocab=True)
+    assert fresh.tokenizer.get_vocab() != original.get_vocab() and "model.new_vocab" in caplog.text
+    assert model.config.vocab_size == len(fresh.tokenizer)
+    assert not torch.equal(model.lm_head.weight[:4], kept_model.lm_head.weight[:4])  # a fresh output layer
+
+
+def test_a_pretrained_front_end_is_frozen_by_default_a_scratch_one_trains(corpus, tiny_models):
+    model, _ = _build(corpus, str(tiny_models["wav2vec2-ctc"]))
+    assert not any(p.requires_grad for p in model.wav2vec2.feature_extractor.parameters())
+    model, _ = _build(corpus, str(tiny_models["wav2vec2-ctc"]), freeze_feature_encoder=False)
+    assert all(p.requires_grad for p in model.wav2vec2.feature_extractor.parameters())
