@@ -65,8 +65,8 @@ class WorkerPeak:
 def child(manifest: str, workers: int) -> dict:
     """Prepare the split as `slp train` does; report time and memory (runs in its own process)."""
     from slp_toolkit.config import load_recipe
-    from slp_toolkit.data import column, load_split
-    from slp_toolkit.prepare import prepare
+    from slp_toolkit.data.prepare import prepare
+    from slp_toolkit.data.splits import column, load_split
     from slp_toolkit.tasks import get_task
 
     recipe = load_recipe(ROOT / "recipes" / "asr" / "ctc_quickstart.yaml", [f"data.train={manifest}",

@@ -78,7 +78,7 @@ def _env(spec: dict) -> dict:
 
 def clips(corpus: Path, max_seconds: float) -> list[dict]:
     """The train split decoded as our data layer decodes it (same reader, same normaliser, same limits)."""
-    from slp_toolkit.data import read_audio
+    from slp_toolkit.data.splits import read_audio
 
     split = corpus / "train"
     with (split / "metadata.csv").open(newline="", encoding="utf-8") as f:
@@ -104,7 +104,7 @@ def peer(job: str, twin: Path, spec: dict) -> dict:
 
     recipe = yaml.safe_load((ROOT / "recipes" / recipe_file).read_text())
     data = clips(Path(spec["corpus"]), recipe["data"]["max_seconds"])
-    from slp_toolkit.batches import clip_costs
+    from slp_toolkit.data.batches import clip_costs
 
     # as many clips as our batches hold on average (Whisper: batch_seconds count a window per clip)
     window = 30.0 if job == "whisper_lora" else None
@@ -180,8 +180,8 @@ def _ctc_peer(twin: Path, recipe: dict):
     import torch
     from transformers import Trainer, Wav2Vec2ForCTC
 
+    from slp_toolkit.data.text import ctc_vocab, normalize_text
     from slp_toolkit.synth.scratch import ctc_processor
-    from slp_toolkit.text import ctc_vocab, normalize_text
 
     texts = [normalize_text(c["text"]) for c in clips(Path(SPEC["corpus"]), recipe["data"]["max_seconds"])]
     vocab, _ = ctc_vocab(texts)

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"text": text}))
         return 0
 
-    from slp_toolkit.data import cache_root
+    from slp_toolkit.data.splits import cache_root
 
     work = cache_root() / "bench" / "inference"
     work.mkdir(parents=True, exist_ok=True)

@@ -27,9 +27,9 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=3.0)
     args = p.parse_args()
 
+    from slp_toolkit.data.text import normalize_text as norm
     from slp_toolkit.metrics import error_rates
     from slp_toolkit.tasks import detect_task
-    from slp_toolkit.text import normalize_text as norm
 
     task = detect_task(args.model)
     model, processor = task.load(args.model)

@@ -142,8 +142,8 @@ def batch_stats(real: list[float], padded: list[float]) -> dict:
 def score(task_name: str, model_dir: Path, corpus: Path, batch_seconds: float, clips: int) -> dict:
     """The task's metrics of a saved model on the first `clips` clips of the corpus' test split."""
     from slp_toolkit.config import DataConfig
-    from slp_toolkit.data import load_split
-    from slp_toolkit.evaluate import evaluate_split
+    from slp_toolkit.data.splits import load_split
+    from slp_toolkit.inference.evaluate import evaluate_split
     from slp_toolkit.tasks import get_task
 
     task = get_task(task_name)
@@ -198,7 +198,7 @@ def recipe_for(spec: dict, side: str):
 def run_prep(spec: dict) -> dict:
     """Decode (or read back from the cache) the train split the way `train()` will, in its own process,
     so that the one-time decoding is neither in our training window nor in our peak RSS."""
-    from slp_toolkit.data import load_split
+    from slp_toolkit.data.splits import load_split
     from slp_toolkit.tasks import get_task
 
     recipe, t = recipe_for(spec, "ours"), time.perf_counter()
@@ -212,10 +212,10 @@ def run_ours(spec: dict) -> dict:
     import torch
 
     torch.set_num_threads(spec["threads"])
-    import slp_toolkit.batches as batching
-    import slp_toolkit.train as loop
-    from slp_toolkit.run import Run
+    import slp_toolkit.data.batches as batching
+    import slp_toolkit.training.loop as loop
     from slp_toolkit.tasks import TASKS, get_task
+    from slp_toolkit.training.run import Run
 
     recipe, task = recipe_for(spec, "ours"), get_task(spec["task"])
     out = Path(recipe.output_dir)
@@ -280,7 +280,7 @@ def run_trainer(spec: dict) -> dict:
 
     from slp_toolkit.config import TrainConfig
     from slp_toolkit.tasks import get_task
-    from slp_toolkit.train import lr_factor
+    from slp_toolkit.training.loop import lr_factor
 
     recipe, task, work = recipe_for(spec, "trainer"), get_task(spec["task"]), Path(spec["work"])
     t0 = time.perf_counter()
@@ -296,7 +296,7 @@ def run_trainer(spec: dict) -> dict:
 
     seconds = spec["seconds"]
     # as many clips as our batches hold on average: seconds of audio, or a window per clip for an unpacked Whisper
-    from slp_toolkit.batches import clip_costs
+    from slp_toolkit.data.batches import clip_costs
     from slp_toolkit.tasks import window_seconds
 
     costs = clip_costs(np.asarray(train_ds["input_length"]) / RATE, None if spec["pack"] else window_seconds(processor))
@@ -381,7 +381,7 @@ def find_corpus(arg: str | None, kind: str) -> Path:
     elif kind == "asr" and (SHARED_CORPUS / "train" / "metadata.csv").is_file():
         corpus = SHARED_CORPUS
     else:
-        from slp_toolkit.data import cache_root
+        from slp_toolkit.data.splits import cache_root
 
         n = 3000 if kind == "asr" else 2000
         corpus = cache_root() / "bench" / ("corpus3000" if kind == "asr" else "emotion2000")
@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.result).write_text(json.dumps(result))
         return 0
 
-    from slp_toolkit.data import cache_root
+    from slp_toolkit.data.splits import cache_root
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in TASKS]

@@ -119,8 +119,8 @@ PEERS = {"asr_ctc": _ctc, "asr_seq2seq": _seq2seq, "emotion": _emotion}
 def read_clips(recipe, needs: tuple[str, ...]):
     """The same clips and targets as our side: our text normaliser, our length limits, the first
     `data.max_train_samples` rows."""
-    from slp_toolkit.data import read_audio
-    from slp_toolkit.text import normalize_text
+    from slp_toolkit.data.splits import read_audio
+    from slp_toolkit.data.text import normalize_text
 
     split, limits = Path(recipe.data.train), recipe.data
     with (split / "metadata.csv").open(newline="", encoding="utf-8") as f:

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from slp_toolkit.config import DataConfig
-from slp_toolkit.data import load_split
-from slp_toolkit.evaluate import evaluate_split, examples_at
+from slp_toolkit.data.prepare import usable
+from slp_toolkit.data.splits import load_split
+from slp_toolkit.inference.evaluate import evaluate_split, examples_at
 from slp_toolkit.metrics import asr_metrics, mel_cepstral_distortion
-from slp_toolkit.prepare import usable
 from slp_toolkit.synth.scratch import speecht5_processor
 from slp_toolkit.tasks.tts import judge
-from slp_toolkit.tts_audio import griffin_lim
+from slp_toolkit.tasks.tts_audio import griffin_lim
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,9 +11,7 @@ import sys
 from pathlib import Path
 
 from slp_toolkit.config import ConfigError, DataConfig, UserError, load_recipe, missing_paths, recipe_description
-from slp_toolkit.device import add_device_arg
-from slp_toolkit.evaluate import BATCH_SECONDS
-from slp_toolkit.inference import (
+from slp_toolkit.inference.commands import (
     add_decoder_args,
     add_precision_args,
     cmd_classify,
@@ -23,6 +21,8 @@ from slp_toolkit.inference import (
     cmd_transcribe,
     split_name,
 )
+from slp_toolkit.inference.evaluate import BATCH_SECONDS
+from slp_toolkit.runtime.device import add_device_arg
 
 EXIT_USER_ERROR = 2
 BATCH_HELP = (f"audio seconds per batch (default {BATCH_SECONDS['cpu']:g} on CPU, where small batches run faster, "
@@ -85,8 +85,8 @@ def cmd_validate(args) -> int:
 
 def cmd_train(args) -> int:
     recipe = load_recipe(find_recipe(args.recipe), args.overrides)  # validated before torch is imported
-    from slp_toolkit.evaluate import format_table
-    from slp_toolkit.train import train
+    from slp_toolkit.inference.evaluate import format_table
+    from slp_toolkit.training.loop import train
 
     metrics = train(recipe, resume=args.resume)
     from accelerate import PartialState
@@ -116,13 +116,9 @@ def cmd_synth(args) -> int:
         )
     except ValueError as err:
         raise ConfigError(f"slp data synth: {err}") from None
-    for split, count in summary["utterances"].items():
-        voices = summary["voices"][split]
-        print(f"{split:12s} {count:6d} clips {summary['seconds'][split] / 3600:6.2f} h  {len(voices)} voices")
-    words = summary["words"]
-    print(f"words: {words['train']} in train, {words['test_unseen']} in test_unseen ", end="")
-    print(f"({words['test_unseen_not_in_train']:.0%} of its words never said in train)")
-    print(f"wrote {summary['out_dir']} ({summary['total_seconds'] / 3600:.2f} h; details in summary.json, README.md)")
+    from slp_toolkit.synth.corpus import summary_lines
+
+    print("\n".join(summary_lines(summary)))
     return 0
 
 
@@ -134,7 +130,7 @@ def _data_cfg(args) -> DataConfig:
 
 
 def cmd_inspect(args) -> int:
-    from slp_toolkit.data_report import format_inspect, inspect_split
+    from slp_toolkit.data.report import format_inspect, inspect_split
 
     png = Path(args.plot or f"{split_name(args.split)}_durations.png")
     info = inspect_split(args.split, _data_cfg(args), args.sampling_rate, png)
@@ -143,7 +139,7 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_manifest(args) -> int:
-    from slp_toolkit.data_report import to_manifest
+    from slp_toolkit.data.report import to_manifest
 
     n = to_manifest(args.split, _data_cfg(args), Path(args.out))
     print(f"wrote {n} rows to {args.out} (use it as data.train / data.eval)")
@@ -151,7 +147,7 @@ def cmd_manifest(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    from slp_toolkit.lora import merge
+    from slp_toolkit.training.lora import merge
 
     summary = merge(args.adapter, args.out)
     print(json.dumps(summary, indent=2))
@@ -160,45 +156,25 @@ def cmd_merge(args) -> int:
 
 
 def cmd_tiny(args) -> int:
-    if args.family:
-        from slp_toolkit.synth.families import SHAPES, heads_of, write_family
+    from slp_toolkit.synth import checkpoints
 
-        names = sorted(SHAPES) if "all" in args.family else args.family
-        unknown = [n for n in names if n not in SHAPES]
-        if unknown:
-            raise UserError(
-                f"--family {unknown[0]}: no tiny shape for it; choose from {', '.join(sorted(SHAPES))} or all"
-            )
-        for name in names:
-            for head in heads_of(name):
-                print(f"{name} ({head}): {write_family(name, head, args.out)}", flush=True)
-        return 0
-    if args.full_size:
-        from slp_toolkit.synth.twins import TWINS, write_twin
-
-        names = list(TWINS) if "all" in args.full_size else args.full_size
-        unknown = [n for n in names if n not in TWINS]
-        if unknown:
-            raise UserError(f"--full-size {unknown[0]}: no twin of it; choose from {', '.join(TWINS)} or all")
-        for name in names:
-            print(f"{name}: {write_twin(name, args.out)}", flush=True)
-        return 0
-    from slp_toolkit.synth.scratch import write_tiny_checkpoints
-
-    for name, path in write_tiny_checkpoints(args.out).items():
-        print(f"{name}: {path}")
+    try:
+        for line in checkpoints(args.out, args.full_size, args.family):
+            print(line, flush=True)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     return 0
 
 
 def cmd_demo(args) -> int:
-    from slp_toolkit.demo import route, serve
+    from slp_toolkit.serve.demo import route, serve
 
     serve(route(args.models), args)
     return 0
 
 
 def cmd_push(args) -> int:
-    from slp_toolkit import hub
+    from slp_toolkit.serve import hub
 
     if args.dry_run:
         files = hub.stage(args.output_dir, args.dry_run, args.repo_id, space=args.space)
@@ -209,6 +185,14 @@ def cmd_push(args) -> int:
     done = hub.push(args.output_dir, args.repo_id, private=args.private, space=args.space)
     print(f"pushed {len(done['files'])} files: " + "  ".join(done["urls"]))
     return 0
+
+
+def _eval_or_folds(args) -> int:
+    if args.folds:
+        from slp_toolkit.training.folds import cmd_folds
+
+        return cmd_folds(args)
+    return cmd_eval(args)
 
 
 # ---------------------------------------------------------------- helpers
@@ -278,7 +262,7 @@ def _model_commands(sub) -> None:
     p.add_argument("--fold-override", action="append", default=[], metavar="KEY=VALUE",
                    help="recipe override for every fold's training, e.g. train.max_minutes=2 (repeatable)")  # fmt: skip
     add_decoder_args(p)
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=_eval_or_folds)
 
     p = sub.add_parser("transcribe", help="transcribe audio files with a trained ASR model")
     p.add_argument("model")
@@ -343,7 +327,7 @@ def _tool_commands(sub) -> None:
                    "repeatable, or `all`")  # fmt: skip
     p.set_defaults(func=cmd_tiny)
 
-    from slp_toolkit.demo import add_launch_args  # light: gradio is imported only when serving
+    from slp_toolkit.serve.demo import add_launch_args  # light: gradio is imported only when serving
 
     p = sub.add_parser("demo", help="Gradio demo: each model's task picks its tab (Transcribe, Synthesize, Emotion)")
     p.add_argument("models", nargs="+", help="output dirs, adapter dirs or Hub names; one per tab")

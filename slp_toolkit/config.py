@@ -44,7 +44,7 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     # transformers' attention kernel: sdpa, eager, flash_attention_2 (needs the flash-attn package, a GPU and
     # bf16/fp16), flash_attention_3, flex_attention. None: sdpa, with plain math for small bf16 CPU batches
-    # (slp_toolkit/speed.py).
+    # (slp_toolkit/runtime/speed.py).
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"] | None = (
         None
     )
@@ -110,7 +110,7 @@ class TrainConfig:
     grad_accum: int = field(default=1, metadata=rule(min=1))
     max_grad_norm: float = field(default=1.0, metadata=rule(gt=0.0))
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # bf16 on CPU: 1.3x per step where avx512_bf16/AMX
-    # torch.compile the wav2vec2-family conv front end (slp_toolkit/speed.py): 1.26x per step on CPU, after a
+    # torch.compile the wav2vec2-family conv front end (slp_toolkit/runtime/speed.py): 1.26x per step on CPU, after a
     # one-time ~20 s compile; pays off in runs of a few minutes and more. Whisper/SpeechT5: no effect.
     compile: bool = False
     eval_every: int = field(default=200, metadata=rule(min=1))  # steps
@@ -141,7 +141,7 @@ class TrainConfig:
     find_unused_parameters: bool | None = None
     # Return freed heap to the OS whenever resident memory grew this much (glibc fragments under batches of
     # changing shapes: the quickstart grew ~1.5 GB/min without). Costs throughput (~15 % measured on
-    # the quickstart); null turns it off. See slp_toolkit/memory.py.
+    # the quickstart); null turns it off. See slp_toolkit/runtime/memory.py.
     trim_memory_mb: int | None = field(default=512, metadata=rule(min=16))
     shuffle: bool = True
 
@@ -159,7 +159,7 @@ class LoraConfig:
 class AugmentConfig:
     """On-the-fly waveform augmentation of training clips, for tasks that take audio in (TTS targets stay
     clean). Each transform fires with its own probability; every draw is a function of (train.seed, rank,
-    batch position), so a resumed run repeats it exactly. See slp_toolkit/augment.py."""
+    batch position), so a resumed run repeats it exactly. See slp_toolkit/data/augment.py."""
 
     speed_prob: float = field(default=0.0, metadata=rule(min=0.0, max=1.0))
     speeds: list[float] = field(default_factory=lambda: [0.9, 1.1])  # one picked at random (transcript kept)

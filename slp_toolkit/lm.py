@@ -114,8 +114,8 @@ def _arpa(prob: list[dict], backoff: list[dict], order: int) -> str:
 def texts_of(spec: str) -> list[str]:
     """Transcripts of a split (audiofolder, manifest, LibriSpeech folder), or the lines of a .txt file."""
     from slp_toolkit.config import DataConfig
-    from slp_toolkit.data import iter_rows
-    from slp_toolkit.text import normalize_text
+    from slp_toolkit.data.splits import iter_rows
+    from slp_toolkit.data.text import normalize_text
 
     if spec.endswith(".txt"):
         if not Path(spec).is_file():

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
+import logging
 from collections import defaultdict
 from collections.abc import Callable
+from functools import lru_cache
 
 import jiwer
 
-from slp_toolkit.text import normalize_text
+from slp_toolkit.data.text import normalize_text
+
+log = logging.getLogger("slp")
 
 
 def error_rates(predictions: list[str], references: list[str]) -> dict[str, float]:
@@ -162,3 +168,26 @@ def mel_cepstral_distortion(reference, synthesized, sampling_rate: int) -> float
     cost = np.sqrt(2.0 * (diff**2).sum(-1))
     path = dtw_path(cost)
     return float(10.0 / np.log(10.0) * np.mean([cost[i, j] for i, j in path]))
+
+
+def text_normalizer(language: str | None, spelling: dict | None = None) -> Callable[[str], str]:
+    """For encoder-decoder ASR (`language`: a code or a name): Whisper's English normaliser (contractions, numbers, British->American spelling) for English,
+    its basic one (lower-case, no punctuation or diacritics marks) for any other or unknown language."""
+    from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
+
+    if (language or "").lower() in ("en", "english"):
+        return EnglishTextNormalizer(spelling if spelling is not None else english_spelling())
+    return BasicTextNormalizer()
+
+
+@lru_cache(maxsize=1)
+def english_spelling() -> dict:
+    """The British->American spelling map: the tokenizer's normalizer.json for Hub checkpoints, else
+    the same table from the openai-whisper package (no network either way)."""
+    try:
+        dist = importlib.metadata.distribution("openai-whisper")
+        path = dist.locate_file("whisper/normalizers/english.json")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (importlib.metadata.PackageNotFoundError, OSError):
+        log.warning("Whisper's English spelling map not found (pip install openai-whisper): spellings not unified")
+        return {}

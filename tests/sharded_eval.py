@@ -10,11 +10,11 @@ from pathlib import Path
 
 from torch.distributed.fsdp import fully_shard
 
-from slp_toolkit.checkpoint import export, gathered_state_dict, is_sharded
 from slp_toolkit.config import DataConfig
-from slp_toolkit.device import process_state
-from slp_toolkit.evaluate import evaluate_split, load_for_eval
+from slp_toolkit.inference.evaluate import evaluate_split, load_for_eval
+from slp_toolkit.runtime.device import process_state
 from slp_toolkit.tasks import get_task
+from slp_toolkit.training.checkpoint import export, gathered_state_dict, is_sharded
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 model_dir, split, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])

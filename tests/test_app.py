@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from slp_toolkit import demo
 from slp_toolkit.cli import main
+from slp_toolkit.serve import demo
 from slp_toolkit.tasks import _MODULES, TASKS
 
 LABELS = ["angry", "happy", "neutral", "sad"]

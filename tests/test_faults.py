@@ -19,8 +19,8 @@ import pytest
 import yaml
 from helpers import SLP, losses, write_recipe
 
-from slp_toolkit.checkpoint import SEAL, broken, checkpoints, seal
 from slp_toolkit.cli import main
+from slp_toolkit.training.checkpoint import SEAL, broken, checkpoints, seal
 
 RECIPES = sorted(p for p in Path("recipes").glob("*/*.yaml") if p.parent.name != "accelerate")
 MUTATIONS_PER_RECIPE = 60
@@ -332,7 +332,7 @@ def test_eval_transcribe_and_classify_take_the_zoo(zoo, ctc_run, tmp_path, capsy
 
 
 def test_the_demo_answers_every_zoo_file(zoo, ctc_run):
-    from slp_toolkit import demo
+    from slp_toolkit.serve import demo
 
     served, _ = demo.load_models({"asr": str(ctc_run)})
     answer = demo._answer("", lambda path: demo.transcribe(served["asr"], demo.Limits(), path))

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from slp_toolkit.augment import colored_noise, generated_rir, mix_at_snr, reverberate
+from slp_toolkit.data.augment import colored_noise, generated_rir, mix_at_snr, reverberate
 from slp_toolkit.synth.espeak import LIMITS, available_voices, check_voice, private_library, synthesize
 from slp_toolkit.synth.sentences import generate_sentences, vocabulary
 
@@ -390,3 +390,15 @@ def librispeech_layout(split_dir: str | os.PathLike, out_dir: str | os.PathLike,
     for path, text in lines.items():
         path.write_text("\n".join(text) + "\n", encoding="utf-8")
     return len(rows)
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """What `slp data synth` prints of a corpus' summary: clips, hours and voices per split, unseen words."""
+    lines = [f"{split:12s} {count:6d} clips {summary['seconds'][split] / 3600:6.2f} h  {len(summary['voices'][split])} "
+             "voices" for split, count in summary["utterances"].items()]  # fmt: skip
+    words = summary["words"]
+    lines.append(f"words: {words['train']} in train, {words['test_unseen']} in test_unseen "
+                 f"({words['test_unseen_not_in_train']:.0%} of its words never said in train)")  # fmt: skip
+    lines.append(f"wrote {summary['out_dir']} ({summary['total_seconds'] / 3600:.2f} h; details in summary.json, "
+                 "README.md)")  # fmt: skip
+    return lines

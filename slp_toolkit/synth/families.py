@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from slp_toolkit.storage import save_pretrained
+from slp_toolkit.runtime.storage import save_pretrained
 from slp_toolkit.synth.presets import CTC_PRESETS
 
 _BLOCK = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)

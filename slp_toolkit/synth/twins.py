@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from slp_toolkit.storage import save_pretrained
+from slp_toolkit.runtime.storage import save_pretrained
 
 W2V_BASE = dict(
     hidden_size=768,

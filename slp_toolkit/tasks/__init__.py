@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from slp_toolkit.loading import ModelLoadError, load_or_fail, refuse_pickle
+from slp_toolkit.runtime.loading import ModelLoadError, load_or_fail, refuse_pickle
 
 __all__ = [
     "LearningRates",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -11,9 +10,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slp_toolkit.config import ModelConfig, Recipe, rule
-from slp_toolkit.data import column
-from slp_toolkit.loading import CONFIG_KEYS, apply_settings, config_parts, explicit_keys
+from slp_toolkit.data.splits import column
+from slp_toolkit.data.text import ctc_vocab, decodes_ctc, fit_case, report_unknown_chars
 from slp_toolkit.metrics import asr_metrics
+from slp_toolkit.runtime.loading import CONFIG_KEYS, apply_settings, config_parts, explicit_keys
 from slp_toolkit.synth.presets import CTC_PRESETS, check_preset
 from slp_toolkit.tasks import (
     LearningRates,
@@ -27,7 +27,6 @@ from slp_toolkit.tasks import (
     padded_labels,
     register,
 )
-from slp_toolkit.text import ctc_vocab
 
 if TYPE_CHECKING:
     import torch
@@ -131,29 +130,6 @@ def _pretrained_processor(name: str, texts: list[str], new_vocab: bool = False):
     return Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer)
 
 
-def decodes_ctc(tokenizer) -> bool:
-    """Whether a tokenizer reads a CTC path: its decode merges repeats and drops the blank (its pad token)."""
-    if tokenizer is None or tokenizer.pad_token_id is None:
-        return False
-    special = set(tokenizer.all_special_ids)
-    plain = [i for i in sorted(tokenizer.get_vocab().values()) if i not in special][:2]
-    if len(plain) < 2:
-        return False
-    a, b, blank = *plain, tokenizer.pad_token_id
-    return tokenizer.decode([a, a, blank, b, b]) == tokenizer.decode([a, b])
-
-
-def report_unknown_chars(tokenizer, texts: list[str], name: str) -> Counter:
-    """Characters of the data the tokenizer cannot spell: they become [UNK] in the targets."""
-    _, counts = ctc_vocab(_fit_case(t, tokenizer) for t in texts)
-    known = set(tokenizer.get_vocab())
-    missing = Counter({c: n for c, n in counts.items() if c not in known})
-    if missing:
-        shown = ", ".join(f"{c!r}x{n}" for c, n in missing.most_common(12))
-        log.warning("%s: the vocabulary lacks %d characters of the data (-> [UNK]): %s", name, len(missing), shown)
-    return missing
-
-
 def check_head(model, processor, name: str) -> None:
     """Fail early, with a fix, when the output layer cannot emit the tokenizer's ids."""
     head = model.config.vocab_size
@@ -169,29 +145,20 @@ def load(model_dir: str) -> tuple:
     """A trained CTC dir, a Hub name, or a LoRA adapter dir (its base found via adapter_config)."""
     from transformers import AutoModelForCTC, AutoProcessor
 
-    from slp_toolkit import lora
+    from slp_toolkit.runtime import adapters
 
-    base = lora.adapter_base(model_dir)
+    base = adapters.adapter_base(model_dir)
     processor = load_or_fail(AutoProcessor.from_pretrained, model_dir, "processor")
     model = load_or_fail(AutoModelForCTC.from_pretrained, base or model_dir, "CTC model")
     check_head(model, processor, model_dir)
     if base is not None:
-        model = lora.load_adapter(model, model_dir)
+        model = adapters.load_adapter(model, model_dir)
     return model.eval(), processor
 
 
 def preprocess(example: dict, processor) -> dict:
-    text = _fit_case(example["text"], processor.tokenizer)
+    text = fit_case(example["text"], processor.tokenizer)
     return {"labels": processor.tokenizer(text, add_special_tokens=False).input_ids}
-
-
-def _fit_case(text: str, tokenizer) -> str:
-    """Upper-case targets for checkpoints whose vocabulary is upper-case (e.g. wav2vec2-base-960h):
-    our normalised text is lower-case and would otherwise become all [UNK]."""
-    letters = [t for t in tokenizer.get_vocab() if len(t) == 1 and t.isalpha()]
-    if letters and sum(t.isupper() for t in letters) > len(letters) / 2:
-        return text.upper()
-    return text
 
 
 def collate(examples: list[dict], processor) -> dict:
@@ -201,7 +168,7 @@ def collate(examples: list[dict], processor) -> dict:
     return batch
 
 
-# Long-form input (any clip over LONG_SECONDS) is cut at its pauses (slp_toolkit.segment) and each piece of
+# Long-form input (any clip over LONG_SECONDS) is cut at its pauses (slp_toolkit.data.segment) and each piece of
 # speech decoded alone, the way the model heard speech in training; a piece with no pause for over
 # LONG_SECONDS goes through windows of CHUNK_SECONDS that overlap by CONTEXT_SECONDS on each side, each
 # window's logits counting only for its middle (the pipeline's chunk_length_s / stride_length_s).
@@ -326,7 +293,7 @@ def long_form_logits(model, processor, wave: np.ndarray) -> np.ndarray:
     """(frames x vocab) logits of a clip of any length, as many frames as one pass would give: each piece of
     speech between pauses decoded alone (in windows when longer than LONG_SECONDS), a pause's frames blank
     and a word delimiter after each piece, so greedy and beam decoding and word times read it unchanged."""
-    from slp_toolkit.segment import segments
+    from slp_toolkit.data.segment import segments
 
     rate, tokenizer = processor.feature_extractor.sampling_rate, processor.tokenizer
     align = samples_per_frame(model, processor)

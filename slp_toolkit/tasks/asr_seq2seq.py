@@ -10,21 +10,19 @@ Moonshine reads the waveform through its own extractor.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from slp_toolkit.config import ConfigError, ModelConfig, Recipe, rule
-from slp_toolkit.data import column
-from slp_toolkit.loading import apply_settings, explicit_keys
-from slp_toolkit.metrics import asr_metrics
+from slp_toolkit.data.splits import column
+from slp_toolkit.data.whisper_mel import audio_key, cached_features, features, is_whisper, log_mel, packed_mel  # noqa: F401
+from slp_toolkit.metrics import asr_metrics, english_spelling, text_normalizer  # noqa: F401
+from slp_toolkit.runtime.loading import apply_settings, explicit_keys
 from slp_toolkit.synth.presets import WHISPER_PRESETS, check_preset, whisper_window
 from slp_toolkit.tasks import (
     LearningRates,
@@ -37,7 +35,6 @@ from slp_toolkit.tasks import (
     padded_labels,
     register,
 )
-from slp_toolkit.whisper_mel import audio_key, cached_features, features, is_whisper, log_mel, packed_mel  # noqa: F401
 
 log = logging.getLogger("slp")
 
@@ -197,9 +194,9 @@ def load(model_dir: str) -> tuple:
     """A trained Whisper/Moonshine dir, a Hub name, or a LoRA adapter dir (its base found via adapter_config)."""
     from transformers import AutoModelForSpeechSeq2Seq, GenerationConfig
 
-    from slp_toolkit import lora
+    from slp_toolkit.runtime import adapters
 
-    base = lora.adapter_base(model_dir)
+    base = adapters.adapter_base(model_dir)
     processor = _load_processor(model_dir, base)
     model = load_or_fail(AutoModelForSpeechSeq2Seq.from_pretrained, base or model_dir, "speech seq2seq model")
     if base is not None:
@@ -207,7 +204,7 @@ def load(model_dir: str) -> tuple:
             model.generation_config = GenerationConfig.from_pretrained(model_dir)
         except OSError:
             pass
-        model = lora.load_adapter(model, model_dir)
+        model = adapters.load_adapter(model, model_dir)
     return model.eval(), processor
 
 
@@ -247,8 +244,8 @@ def label_ids(text: str, tokenizer) -> list[int]:
 
 def pack(examples: list[dict], processor, rng, config) -> list[dict]:
     """Clips of a batch joined into as few windows as fit (audio and transcript), in a random order
-    with random pauses (slp_toolkit.packing); each keeps its cached log-mel, placed at its frame."""
-    from slp_toolkit.packing import first_fit, join, pauses
+    with random pauses (slp_toolkit.data.packing); each keeps its cached log-mel, placed at its frame."""
+    from slp_toolkit.data.packing import first_fit, join, pauses
 
     ext, tokenizer = processor.feature_extractor, processor.tokenizer
     order = [examples[i] for i in rng.permutation(len(examples))]
@@ -285,7 +282,7 @@ def collate(examples: list[dict], processor) -> dict:
 # ---------------------------------------------------------------- decoding and scoring
 def predict(model, processor, examples: list[dict]) -> list[str]:
     """Batched `generate` with the saved language/task/beams; a clip longer than the window is cut at its
-    pauses into pieces that fit (slp_toolkit.segment), decoded in batches and joined."""
+    pauses into pieces that fit (slp_toolkit.data.segment), decoded in batches and joined."""
     return [d["text"] for d in timed(model, processor, examples)]
 
 
@@ -294,7 +291,7 @@ def timed(model, processor, examples: list[dict]) -> list[dict]:
     """Transcripts with chunk timestamps: {"text", "chunks": [{"text", "start", "end"}]} in seconds. A clip
     within the window is one chunk; a longer one has a chunk per piece of speech between pauses (the
     pauses themselves are not decoded: Whisper invents text for silence)."""
-    from slp_toolkit.segment import segments
+    from slp_toolkit.data.segment import segments
 
     gen, extractor = model.generation_config, processor.feature_extractor
     kwargs = dict(num_beams=gen.num_beams, max_new_tokens=gen.max_new_tokens,
@@ -347,29 +344,6 @@ def _generate(model, processor, waves: list[np.ndarray], kwargs: dict) -> list[s
 
 # `metrics` sees no model: `predict` records the language it decoded in, to pick the normaliser.
 _DECODED: dict = {"language": "en", "spelling": None}
-
-
-def text_normalizer(language: str | None, spelling: dict | None = None) -> Callable[[str], str]:
-    """Whisper's English normaliser (contractions, numbers, British->American spelling) for English,
-    its basic one (lower-case, no punctuation or diacritics marks) for any other or unknown language."""
-    from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
-
-    if _language_code(language) == "en":
-        return EnglishTextNormalizer(spelling if spelling is not None else english_spelling())
-    return BasicTextNormalizer()
-
-
-@lru_cache(maxsize=1)
-def english_spelling() -> dict:
-    """The British->American spelling map: the tokenizer's normalizer.json for Hub checkpoints, else
-    the same table from the openai-whisper package (no network either way)."""
-    try:
-        dist = importlib.metadata.distribution("openai-whisper")
-        path = dist.locate_file("whisper/normalizers/english.json")
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (importlib.metadata.PackageNotFoundError, OSError):
-        log.warning("Whisper's English spelling map not found (pip install openai-whisper): spellings not unified")
-        return {}
 
 
 def metrics(predictions: list[str], examples: list[dict]) -> dict:

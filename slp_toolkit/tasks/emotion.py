@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from slp_toolkit.config import ModelConfig, Recipe, UserError
-from slp_toolkit.data import change_speed, column
-from slp_toolkit.loading import apply_settings, explicit_keys
+from slp_toolkit.data.splits import change_speed, column
 from slp_toolkit.metrics import classification_metrics
+from slp_toolkit.runtime.loading import apply_settings, explicit_keys
 from slp_toolkit.synth.presets import CTC_PRESETS, WHISPER_PRESETS, check_preset
 from slp_toolkit.tasks import (
     LearningRates,
@@ -187,10 +187,10 @@ def load(model_dir: str) -> tuple:
     the labels from the saved feature extractor, since the base may be an ASR model)."""
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
-    from slp_toolkit import lora
+    from slp_toolkit.runtime import adapters
 
     extractor = load_or_fail(AutoFeatureExtractor.from_pretrained, model_dir, "feature extractor")
-    base = lora.adapter_base(model_dir)
+    base = adapters.adapter_base(model_dir)
     if base is None:
         model = load_or_fail(AutoModelForAudioClassification.from_pretrained, model_dir, "audio classifier")
     else:
@@ -199,7 +199,7 @@ def load(model_dir: str) -> tuple:
             raise ModelLoadError(f"{model_dir}: preprocessor_config.json has no label2id; cannot rebuild the head")
         labels = sorted(label2id, key=label2id.get)
         model = _classifier(base, labels, "audio classifier base")
-        model = lora.load_adapter(model, model_dir)
+        model = adapters.load_adapter(model, model_dir)
     _attach(extractor, _config(model).label2id, None)
     return model.eval(), extractor
 

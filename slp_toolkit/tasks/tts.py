@@ -27,12 +27,11 @@ from typing import Literal
 
 import numpy as np
 
-from slp_toolkit import tts_audio
 from slp_toolkit.config import ModelConfig, Recipe, rule
-from slp_toolkit.data import column
+from slp_toolkit.data.splits import column
 from slp_toolkit.metrics import asr_metrics, mel_cepstral_distortion
 from slp_toolkit.synth.presets import SPEECHT5_PRESETS, check_preset
-from slp_toolkit.tasks import LearningRates, ModelLoadError, Tab, Task, load_or_fail, no_grad, register
+from slp_toolkit.tasks import LearningRates, ModelLoadError, Tab, Task, load_or_fail, no_grad, register, tts_audio
 
 log = logging.getLogger("slp")
 
@@ -111,7 +110,7 @@ class TtsModelConfig(ModelConfig):
 
 
 def build(recipe: Recipe, train_ds) -> tuple:
-    from slp_toolkit.data import cache_root
+    from slp_toolkit.data.splits import cache_root
     from slp_toolkit.synth import scratch
 
     cfg: TtsModelConfig = recipe.model
@@ -286,7 +285,7 @@ def judge(name: str, waves: list[np.ndarray], rate: int, device=None) -> list[st
     (the TTS model's: a GPU run's evaluation keeps its judge on the GPU)."""
     import torch
 
-    from slp_toolkit.device import place
+    from slp_toolkit.runtime.device import place
     from slp_toolkit.tasks import detect_task
 
     device = torch.device(device or "cpu")

@@ -23,9 +23,9 @@ def test_windows_keep_every_sample_once(n):
 
 
 def test_a_long_clip_gives_the_frames_of_one_pass_and_its_pieces_texts(ctc_run, monkeypatch):
-    from test_segment import bursts
+    from helpers import bursts
 
-    from slp_toolkit.segment import segments
+    from slp_toolkit.data.segment import segments
 
     model, processor = asr_ctc.load(str(ctc_run))
     rate = processor.feature_extractor.sampling_rate
@@ -61,8 +61,8 @@ def test_a_three_minute_file_scores_like_its_clips_one_by_one():
 
     import soundfile as sf
 
+    from slp_toolkit.data.text import normalize_text as norm
     from slp_toolkit.metrics import error_rates
-    from slp_toolkit.text import normalize_text as norm
 
     model_dir = Path(os.environ.get("SLP_TRAINED_CTC", "outputs/ctc_quickstart"))
     split = Path(os.environ.get("SLP_LONGFORM_SPLIT", "data/synth/test_unseen"))
@@ -140,7 +140,7 @@ def test_bf16_inference_runs_and_keeps_the_output_shape(ctc_run, corpus, capsys)
 def _build(corpus, model: str, **keys):
     """asr_ctc's build on the corpus' train split for a pretrained dir (what `slp train` builds)."""
     from slp_toolkit.config import recipe_from_dict
-    from slp_toolkit.data import load_split
+    from slp_toolkit.data.splits import load_split
 
     recipe = recipe_from_dict({"task": "asr_ctc", "model": {"name_or_path": model, **keys},
                                "data": {"train": str(corpus / "train")}, "train": {"max_steps": 1}})  # fmt: skip

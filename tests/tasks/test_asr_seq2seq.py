@@ -160,8 +160,8 @@ def test_a_pretrained_dir_gets_the_recipe_decoding_and_spec_augment(tmp_path, co
 
 
 def test_cached_log_mel_gives_the_extractors_features_and_a_changed_clip_the_extractor(corpus):
-    from slp_toolkit.data import load_split
-    from slp_toolkit.prepare import prepare
+    from slp_toolkit.data.prepare import prepare
+    from slp_toolkit.data.splits import load_split
     from slp_toolkit.synth.scratch import build_whisper
 
     _, processor = build_whisper("tiny")
@@ -199,8 +199,8 @@ def test_cached_log_mel_gives_the_extractors_features_and_a_changed_clip_the_ext
 def test_packed_windows_hold_every_clip_once_with_its_transcript_and_cached_frames(corpus):
     from types import SimpleNamespace
 
-    from slp_toolkit.data import load_split
-    from slp_toolkit.prepare import prepare
+    from slp_toolkit.data.prepare import prepare
+    from slp_toolkit.data.splits import load_split
     from slp_toolkit.synth.scratch import build_whisper
 
     model, processor = build_whisper("tiny")  # an 8 s window, 64 label positions
@@ -304,7 +304,7 @@ def test_whisper_defaults_follow_the_fine_tuning_guides(tmp_path):
 
 def test_labels_are_prepared_again_when_the_language_changes():
     """The preparation cache is keyed on the processor: its language/task tokens are part of the labels."""
-    from slp_toolkit.prepare import processor_fingerprint
+    from slp_toolkit.data.prepare import processor_fingerprint
     from slp_toolkit.synth.scratch import build_whisper
 
     _, english = build_whisper("tiny", "english", "transcribe")

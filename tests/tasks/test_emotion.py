@@ -15,7 +15,6 @@ from helpers import losses, plain_pipeline
 
 from slp_toolkit.cli import main
 from slp_toolkit.config import LoraConfig, recipe_from_dict
-from slp_toolkit.folds import speaker_groups
 from slp_toolkit.synth import scratch
 from slp_toolkit.tasks import get_task
 from slp_toolkit.tasks.emotion import (
@@ -28,9 +27,10 @@ from slp_toolkit.tasks.emotion import (
     label_set,
     speaker_normalised,
 )
+from slp_toolkit.training.folds import speaker_groups
 
 TASK = get_task("emotion")
-HAS_LORA = importlib.util.find_spec("slp_toolkit.lora") is not None
+HAS_LORA = importlib.util.find_spec("slp_toolkit.training.lora") is not None
 SCRATCH = "{init: scratch, preset: tiny, freeze_feature_encoder: false}"
 
 
@@ -198,7 +198,7 @@ def test_crop_length_comes_from_data_crop_seconds_not_max_seconds():
 
 
 def test_speed_perturbation_resamples_within_its_range_before_the_crop():
-    from slp_toolkit.data import change_speed
+    from slp_toolkit.data.splits import change_speed
 
     t = np.arange(16000) / 16000
     tone = np.sin(2 * np.pi * 200 * t).astype(np.float32)
@@ -226,9 +226,9 @@ def test_whisper_family_pads_to_its_window_and_trains():
 
 
 # ---------------------------------------------------------------- LoRA
-@pytest.mark.skipif(not HAS_LORA, reason="slp_toolkit.lora not written yet")
+@pytest.mark.skipif(not HAS_LORA, reason="slp_toolkit.training.lora not written yet")
 def test_lora_trains_only_adapters_and_the_new_head(tmp_path, emotion_corpus, capsys):
-    from slp_toolkit.lora import apply_lora
+    from slp_toolkit.training.lora import apply_lora
 
     ctc_dir = tiny_ctc_dir(tmp_path / "ctc")
     model, extractor = build(
@@ -330,8 +330,8 @@ def test_speaker_normalisation_removes_a_voice_pull_towards_one_class():
 
 
 def test_speed_augmentation_is_warned_about_for_emotion(caplog):
-    from slp_toolkit.augment import augmenter_for
     from slp_toolkit.config import AugmentConfig
+    from slp_toolkit.data.augment import augmenter_for
 
     with caplog.at_level("WARNING", logger="slp"):
         augmenter_for(AugmentConfig(noise_prob=0.5), 16000, True, TASK.augment_changes_label)

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from slp_toolkit import demo
 from slp_toolkit.cli import main
 from slp_toolkit.config import ModelConfig, rule
 from slp_toolkit.metrics import classification_metrics
+from slp_toolkit.serve import demo
 from slp_toolkit.tasks import TASKS, Tab, Task, get_task, no_grad, register
 
 PACKAGE = Path(__file__).resolve().parents[2] / "slp_toolkit"
@@ -80,7 +80,7 @@ def _classes():
 def build(recipe, train_ds):
     from transformers import Wav2Vec2FeatureExtractor
 
-    from slp_toolkit.data import column
+    from slp_toolkit.data.splits import column
 
     VoiceConfig, VoiceModel = _classes()
     labels = sorted(set(column(train_ds, "speaker")))

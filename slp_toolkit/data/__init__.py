@@ -1,0 +1,22 @@
+"""Data: from audio files and manifests to the batches a model trains on, shared by every task.
+
+splits (decode a split once into the on-disk Arrow cache, resampled, filtered, rows skipped with their file:line),
+manifest (audiofolders, CSV/JSONL manifests, LibriSpeech folders, Hub datasets, read as rows), prepare (each task's
+per-example features, cached beside the audio), batches (length-bucketed batches, map-style or streamed, with
+the position to resume from), augment (on-the-fly noise, reverb, speed...), packing (clips joined into Whisper
+windows), segment (long audio cut at its pauses), whisper_mel (Whisper's log-mel computed once), text
+(transcript normalisation and CTC vocabularies), report (`slp data inspect` / `manifest`). It imports errors,
+config and runtime, never tasks, training, inference or the fronts.
+
+`from slp_toolkit.data import load_split` (the module before the split into a folder) still works.
+"""
+
+
+def __getattr__(name: str):
+    # the names slp_toolkit.data had when it was one module (notebooks import them from here)
+    from slp_toolkit.data import splits
+
+    try:
+        return getattr(splits, name)
+    except AttributeError:
+        raise AttributeError(f"module 'slp_toolkit.data' has no attribute {name!r}") from None

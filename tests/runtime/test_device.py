@@ -1,0 +1,54 @@
+"""One device rule for every inference command: --device picks, auto takes a GPU when there is one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from slp_toolkit.cli import main
+from slp_toolkit.runtime.device import DeviceError, load_placed, model_device, precision_for, resolve
+from slp_toolkit.tasks import get_task
+
+NO_GPU = not torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not NO_GPU, reason="checks the CPU-only answers")
+def test_auto_is_the_cpu_here_and_a_missing_gpu_is_one_line_naming_what_there_is():
+    assert resolve("auto") == torch.device("cpu") == resolve(None)
+    with pytest.raises(DeviceError, match=r"--device cuda:1: this machine has no such device \(it has: cpu"):
+        resolve("cuda:1")
+    with pytest.raises(DeviceError, match="not a device name"):
+        resolve("banana")
+    assert precision_for(torch.device("cpu"), "auto") == "fp32"  # bf16 on CPU only when asked
+    assert precision_for(torch.device("cpu"), "bf16") == "bf16"
+
+
+def test_the_model_is_placed_where_asked(ctc_run):
+    model, _ = load_placed(get_task("asr_ctc"), str(ctc_run), "cpu")
+    assert model_device(model) == torch.device("cpu")
+
+
+@pytest.mark.parametrize("command", ["eval", "transcribe", "classify", "synthesize"])
+def test_every_inference_command_takes_device(command, ctc_run, tiny_models, corpus, tmp_path, capsys, caplog):
+    import json
+
+    import numpy as np
+
+    split = str(corpus / "validation")
+    tts = tiny_models["speecht5-tts"]
+    dim = json.loads((tts / "config.json").read_text())["speaker_embedding_dim"]
+    np.save(tmp_path / "voice.npy", np.zeros(dim, dtype=np.float32))
+    argv = {"eval": ["eval", str(ctc_run), "--data", split, "--output-dir", str(tmp_path)],
+            "transcribe": ["transcribe", str(ctc_run), split],
+            "classify": ["classify", str(tiny_models["wav2vec2-emotion"]), split],
+            "synthesize": ["synthesize", str(tts), "hello", "--speaker", str(tmp_path / "voice.npy"),
+                           "-o", str(tmp_path / "x.wav")]}[command]  # fmt: skip
+    wanted = "cpu" if NO_GPU else "cuda:0"
+    with caplog.at_level("INFO", logger="slp"):
+        assert main([*argv, "--device", wanted]) == 0
+    assert f"running on {wanted}" in caplog.text
+    capsys.readouterr()
+    if NO_GPU:
+        assert main([*argv, "--device", "cuda"]) == 2
+        err = capsys.readouterr().err
+        assert "--device cuda: this machine has no such device" in err and err.count("\n") == 1
