@@ -36,19 +36,23 @@ MOVED = {
 
 
 class _Moved(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds `slp_toolkit.<old>` and hands back the module at its new path (the same module object)."""
+    """Finds `slp_toolkit.<old>` and fills it with the names of the module at its new path (the same objects;
+    the new module itself is left untouched)."""
 
     def find_spec(self, fullname, path, target=None):
         old = fullname.removeprefix(f"{__name__}.")
         return importlib.util.spec_from_loader(fullname, self) if old in MOVED and old != fullname else None
 
     def create_module(self, spec):
-        new = f"{__name__}.{MOVED[spec.name.removeprefix(__name__ + '.')]}"
-        warnings.warn(f"{spec.name} moved to {new}; import it from there", DeprecationWarning, stacklevel=2)
-        return importlib.import_module(new)
+        return None  # a plain module, filled below
 
     def exec_module(self, module):
-        pass  # already executed under its new name
+        new = importlib.import_module(f"{__name__}.{MOVED[module.__name__.removeprefix(__name__ + '.')]}")
+        warnings.warn(f"{module.__name__} moved to {new.__name__}; import it from there", DeprecationWarning,
+                      stacklevel=2)  # fmt: skip
+        own = ("__name__", "__spec__", "__loader__", "__package__", "__path__", "__file__", "__cached__")
+        module.__dict__.update({k: v for k, v in vars(new).items() if k not in own})
+        module.__getattr__ = lambda name: getattr(new, name)  # names the new module gains later
 
 
 if not any(isinstance(finder, _Moved) for finder in sys.meta_path):

@@ -14,9 +14,10 @@ config and runtime, never tasks, training, inference or the fronts.
 
 def __getattr__(name: str):
     # the names slp_toolkit.data had when it was one module (notebooks import them from here)
-    from slp_toolkit.data import splits
+    import importlib
 
-    try:
-        return getattr(splits, name)
-    except AttributeError:
-        raise AttributeError(f"module 'slp_toolkit.data' has no attribute {name!r}") from None
+    if not name.startswith("__"):
+        found = importlib.import_module("slp_toolkit.data.splits")
+        if hasattr(found, name):
+            return getattr(found, name)
+    raise AttributeError(f"module 'slp_toolkit.data' has no attribute {name!r}")

@@ -10,9 +10,11 @@ training imports it (evaluation during a run), never the other way round.
 
 
 def __getattr__(name: str):
-    from slp_toolkit.inference import commands
+    # the names slp_toolkit.inference had when it was one module (notebooks import them from here)
+    import importlib
 
-    try:
-        return getattr(commands, name)
-    except AttributeError:
-        raise AttributeError(f"module 'slp_toolkit.inference' has no attribute {name!r}") from None
+    if not name.startswith("__"):
+        found = importlib.import_module("slp_toolkit.inference.commands")
+        if hasattr(found, name):
+            return getattr(found, name)
+    raise AttributeError(f"module 'slp_toolkit.inference' has no attribute {name!r}")
