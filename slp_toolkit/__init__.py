@@ -55,5 +55,19 @@ class _Moved(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.__getattr__ = lambda name: getattr(new, name)  # names the new module gains later
 
 
+def forward_names(package: str, module: str):
+    """A package's module-level __getattr__ that hands out the names of `module`: what a module that became a
+    folder (slp_toolkit.data, slp_toolkit.inference) offered, so old imports keep working."""
+
+    def __getattr__(name: str):
+        if not name.startswith("__"):
+            found = importlib.import_module(module)
+            if hasattr(found, name):
+                return getattr(found, name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
 if not any(isinstance(finder, _Moved) for finder in sys.meta_path):
     sys.meta_path.append(_Moved())

@@ -11,13 +11,7 @@ config and runtime, never tasks, training, inference or the fronts.
 `from slp_toolkit.data import load_split` (the module before the split into a folder) still works.
 """
 
+from slp_toolkit import forward_names
 
-def __getattr__(name: str):
-    # the names slp_toolkit.data had when it was one module (notebooks import them from here)
-    import importlib
-
-    if not name.startswith("__"):
-        found = importlib.import_module("slp_toolkit.data.splits")
-        if hasattr(found, name):
-            return getattr(found, name)
-    raise AttributeError(f"module 'slp_toolkit.data' has no attribute {name!r}")
+# the names slp_toolkit.data had when it was one module (notebooks import them from here)
+__getattr__ = forward_names(__name__, "slp_toolkit.data.splits")

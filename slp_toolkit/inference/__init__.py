@@ -8,13 +8,7 @@ training imports it (evaluation during a run), never the other way round.
 `from slp_toolkit.inference import cmd_eval` (the module before the folder) still works.
 """
 
+from slp_toolkit import forward_names
 
-def __getattr__(name: str):
-    # the names slp_toolkit.inference had when it was one module (notebooks import them from here)
-    import importlib
-
-    if not name.startswith("__"):
-        found = importlib.import_module("slp_toolkit.inference.commands")
-        if hasattr(found, name):
-            return getattr(found, name)
-    raise AttributeError(f"module 'slp_toolkit.inference' has no attribute {name!r}")
+# the names slp_toolkit.inference had when it was one module (notebooks import them from here)
+__getattr__ = forward_names(__name__, "slp_toolkit.inference.commands")

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from slp_toolkit.runtime.storage import save_pretrained
-from slp_toolkit.synth.presets import CTC_PRESETS
+from slp_toolkit.synth.presets import CTC_PRESETS, WHISPER_PRESETS
 
 _BLOCK = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 # the wav2vec2 family's tiny preset (320x downsampling, like the real bases), minus what only wav2vec2 reads
@@ -58,18 +58,7 @@ SHAPES: dict[str, dict] = {
         "encoder_config": {**_BLOCK, **_MEL, "num_key_value_heads": 2, "head_dim": 16, "context_size": 50}
     },  # fmt: skip
     "audio-spectrogram-transformer": {**_BLOCK, "num_mel_bins": 128, "max_length": 200},
-    "whisper": dict(
-        d_model=32,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        num_mel_bins=80,
-        max_source_positions=400,
-        max_target_positions=64,
-    ),  # fmt: skip
+    "whisper": WHISPER_PRESETS["tiny"],
     "moonshine": dict(
         hidden_size=32,
         intermediate_size=64,
