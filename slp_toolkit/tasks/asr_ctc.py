@@ -101,6 +101,8 @@ def _pretrained(cfg: CtcModelConfig, texts: list[str]) -> tuple:
     tok = processor.tokenizer
     settings = {**_settings(cfg), "pad_token_id": tok.pad_token_id, "vocab_size": len(tok)}
     apply_settings(config, settings, explicit_keys(cfg), config.model_type)
+    if cfg.mask_feature_prob > 0 and not hasattr(config, "mask_feature_min_masks"):
+        config.mask_feature_min_masks = 0  # WavLM's model reads it but its config lacks it (transformers 5.24)
     model = load_or_fail(AutoModelForCTC.from_pretrained, name, "CTC model", config=config,
                          ignore_mismatched_sizes=True)  # fmt: skip
     return model, processor

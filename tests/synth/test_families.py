@@ -117,3 +117,11 @@ def test_a_setting_the_family_lacks_is_one_line_when_asked_for(tmp_path, corpus,
     assert main(["train", str(recipe), "model.mask_time_prob=0.2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "model.mask_time_prob: parakeet_ctc models" in err
+
+
+def test_feature_masks_train_on_wavlm(tmp_path, corpus):
+    """WavLM's config has no mask_feature_min_masks, which its model reads when mask_feature_prob > 0: a
+    traceback from inside transformers until the toolkit supplied transformers' default."""
+    model = write_family("wavlm", "ctc", tmp_path / "checkpoints")
+    recipe = _recipe(tmp_path / "r.yaml", "asr_ctc", model, corpus, tmp_path / "out")
+    assert main(["train", str(recipe), "model.mask_feature_prob=0.1"]) == 0
