@@ -18,7 +18,7 @@ if [ "${1:-}" = "--prepare" ]; then
   mkdir -p "$CARRY/cache" "$CARRY/whl"
   [ -f "$CARRY/synth/test/metadata.csv" ] || "$PY" -m slp_toolkit data synth "$CARRY/synth" --n 400 --seed 0
   # the converted multilingual Whisper tokenizer (made from the tiktoken file in slp_toolkit/resources)
-  XDG_CACHE_HOME="$PWD/$CARRY/cache" "$PY" -c "from slp_toolkit.synth.whisper_vocab import whisper_tokenizer_dir as d; print(d())"
+  XDG_CACHE_HOME="$PWD/$CARRY/cache" "$PY" -c "from slp_toolkit.runtime.whisper_vocab import whisper_tokenizer_dir as d; print(d())"
   # pinned versions of what the GPU image lacks or holds at another version (pyproject.toml); pure Python
   # except soundfile (bundles libsndfile) and rapidfuzz, for CPython 3.12 manylinux
   "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

@@ -155,6 +155,40 @@ def cmd_merge(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from slp_toolkit.runtime.whisper_import import import_model
+
+    summary = import_model(args.sources, args.out, force=args.force)
+    kind = "a multilingual" if summary["multilingual"] else "an English-only"
+    print(f"imported {kind} Whisper ({summary['parameters']:,} parameters, {summary['format']}) into {args.out}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from slp_toolkit.serve.export import export_ct2
+
+    summary = export_ct2(args.model, args.out, quantization=args.quantization, force=args.force)
+    print(f"exported {args.model} to {args.out} ({summary['format']}, {summary['mb']} MB); "
+          f"serve it with faster-whisper: WhisperModel({args.out!r})")  # fmt: skip
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from slp_toolkit.inference.evaluate import compare_table
+
+    runs = []
+    for item in args.runs:
+        label, _, where = item.rpartition("=")
+        path = Path(where)
+        path = path / "metrics.json" if path.is_dir() else path
+        try:
+            runs.append((label or where, json.loads(path.read_text())))
+        except (OSError, ValueError) as err:
+            raise UserError(f"{path}: no readable metrics.json ({err.__class__.__name__}); run slp eval first") from None
+    print(compare_table(runs))
+    return 0
+
+
 def cmd_tiny(args) -> int:
     from slp_toolkit.synth import checkpoints
 
@@ -311,6 +345,28 @@ def _tool_commands(sub) -> None:
     p.add_argument("adapter", help="adapter dir (output of a recipe with a lora: section)")
     p.add_argument("out", help="directory for the merged model")
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("compare", help="metrics of several slp eval runs side by side (e.g. before and after)")
+    p.add_argument("runs", nargs="+", metavar="[LABEL=]DIR", help="an eval output dir (or its metrics.json)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("import", help="a Whisper from CTranslate2 (faster-whisper) dirs or an openai-whisper .pt "
+                       "file -> a transformers dir for slp train / eval and pipeline()")  # fmt: skip
+    p.add_argument("sources", nargs="+", metavar="SRC",
+                   help="CTranslate2 model dir (model.bin or model.bin.part1, .part2... spread over one or more "
+                   "dirs), or one openai-whisper .pt checkpoint")  # fmt: skip
+    p.add_argument("out", help="directory to write (refused if it exists, unless --force)")
+    p.add_argument("--force", action="store_true", help="replace OUT")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export", help="a trained Whisper (LoRA merged first) -> CTranslate2, for faster-whisper")
+    p.add_argument("model", help="output dir of `slp train` (adapter dirs are merged), or any Whisper dir")
+    p.add_argument("out", help="directory to write (refused if it exists, unless --force)")
+    p.add_argument("--format", choices=["ct2"], default="ct2", help="ct2: CTranslate2 (needs pip install ctranslate2)")
+    p.add_argument("--quantization", choices=["float32", "float16", "int8", "int8_float32", "int8_float16", "int16"],
+                   default=None, help="weight type in the exported model (default: as the model is, float32)")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="replace OUT")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("tiny", help="write tiny random-init checkpoints (for tests and offline trials)")
     p.add_argument("out")

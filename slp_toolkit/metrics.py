@@ -17,16 +17,27 @@ log = logging.getLogger("slp")
 
 
 def error_rates(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """Corpus-level WER and CER (errors summed over all utterances / reference length summed).
+    """Corpus-level WER and CER: edits summed over all utterances / reference words (characters) summed.
 
-    Empty references are skipped (jiwer cannot divide by zero words); an empty prediction counts as
-    all deletions.
-    """
-    pairs = [(p, r) for p, r in zip(predictions, references, strict=True) if r.strip()]
-    if not pairs:
-        return {"wer": float("nan"), "cer": float("nan")}
-    preds, refs = [p for p, _ in pairs], [r for _, r in pairs]
-    return {"wer": float(jiwer.wer(refs, preds)), "cer": float(jiwer.cer(refs, preds))}
+    An empty reference counts the prediction's words (characters) as insertions, as jiwer and the Open ASR
+    Leaderboard do: text hallucinated on silence is an error. An empty prediction counts as all deletions.
+    No reference words at all: nan without insertions, inf with some."""
+    return {"wer": _rate(predictions, references, str.split), "cer": _rate(predictions, references, list)}
+
+
+def _rate(predictions: list[str], references: list[str], units: Callable) -> float:
+    pairs = list(zip(predictions, references, strict=True))
+    spoken = [(p, r) for p, r in pairs if r.strip()]
+    inserted = sum(len(units(p.strip())) for p, r in pairs if not r.strip())
+    edits = words = 0
+    if spoken:
+        process = jiwer.process_words if units is str.split else jiwer.process_characters
+        out = process([r for _, r in spoken], [p for p, _ in spoken])
+        edits = out.substitutions + out.deletions + out.insertions
+        words = out.hits + out.substitutions + out.deletions
+    if words == 0:
+        return float("inf") if inserted else float("nan")
+    return float((edits + inserted) / words)
 
 
 def asr_metrics(

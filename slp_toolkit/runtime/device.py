@@ -92,6 +92,10 @@ def load_placed(task, model_dir: str, device: str | None = "auto") -> tuple:
     """(model, processor) of a model dir through its task, the model moved once to `device` (resolved here)."""
     target = resolve(device)
     model, processor = task.load(model_dir)
+    if hasattr(model, "merge_and_unload"):
+        # a LoRA adapter folded into its base for inference: the same outputs, without the adapters' extra
+        # matmuls (the quickstart's whisper-tiny.en LoRA: 120 clips in 2m01s unmerged)
+        model = model.merge_and_unload()
     log.info("%s: running on %s", model_dir, target)
     return place(model, target), processor
 

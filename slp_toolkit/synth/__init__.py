@@ -1,7 +1,7 @@
 """Test-and-demo tooling, apart from the product (train / evaluate / serve / data):
 
 - corpus, sentences, espeak: the synthetic espeak-ng speech corpus (`slp data synth`);
-- scratch, whisper_vocab: randomly initialised models with real processors (`model.init: scratch`,
+- scratch (tokenizer: runtime/whisper_vocab): randomly initialised models with real processors (`model.init: scratch`,
   `slp tiny`), the only part the product reaches into;
 - twins: full-size random twins of Hub checkpoints (`slp tiny --full-size`);
 - families: tiny random checkpoints of every family transformers maps to the tasks (`slp tiny --family`).

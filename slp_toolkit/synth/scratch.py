@@ -48,8 +48,13 @@ from transformers import (
 from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
 from slp_toolkit.runtime.storage import save_pretrained
+from slp_toolkit.runtime.whisper_vocab import (
+    WHISPER_EOT_ID,
+    WHISPER_LANGUAGES,
+    WHISPER_VOCAB_SIZE,
+    whisper_tokenizer_dir,
+)
 from slp_toolkit.synth.presets import CTC_PRESETS, HIFIGAN_PRESETS, SPEECHT5_PRESETS, WHISPER_PRESETS
-from slp_toolkit.synth.whisper_vocab import WHISPER_EOT_ID, WHISPER_LANGUAGES, WHISPER_VOCAB_SIZE, whisper_tokenizer_dir
 
 EMOTIONS = ["angry", "happy", "neutral", "sad"]
 

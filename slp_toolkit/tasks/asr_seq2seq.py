@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -55,10 +56,9 @@ class Seq2SeqModelConfig(ModelConfig):
     freeze_encoder: bool = False
     num_beams: int = field(default=1, metadata=rule(min=1))
     max_new_tokens: int = field(default=225, metadata=rule(min=1))  # the HF Whisper fine-tuning guide's
-    # A fine-tuned (or weak) Whisper can loop on a phrase until max_new_tokens ("older older older ..."): no
-    # run of this many tokens may repeat within one output. Saved in the generation config, so pipeline()
-    # decodes the same way; 0 turns it off. Natural repeats ("I think I think") are shorter than 5 tokens.
-    no_repeat_ngram_size: int = field(default=5, metadata=rule(min=0))
+    # Off, as every Whisper release ships: a ban on repeated n-grams also bans what speakers do repeat ("no no
+    # no no", a phrase said twice). Loops are bounded by a token budget from the audio's length instead.
+    no_repeat_ngram_size: int = field(default=0, metadata=rule(min=0))
     mask_time_prob: float = field(default=0.0, metadata=rule(min=0.0, max=1.0))
     mask_feature_prob: float = field(default=0.0, metadata=rule(min=0.0, max=1.0))
 
@@ -141,12 +141,11 @@ def configure_decoding(model, processor, cfg: Seq2SeqModelConfig) -> None:
     gen = model.generation_config
     prefix = 0
     if hasattr(processor.tokenizer, "set_prefix_tokens"):  # Whisper: <|lang|><|task|> after <|startoftranscript|>
-        multilingual = bool(getattr(gen, "is_multilingual", True)) and hasattr(gen, "lang_to_id")
-        language = _language_code(cfg.language) if multilingual else None
-        task = cfg.task if multilingual else None
-        if cfg.language is not None and language is None and multilingual:
-            raise ModelLoadError(f"unknown Whisper language {cfg.language!r} (use e.g. english, en, french)")
-        processor.tokenizer.set_prefix_tokens(language=language, task=task, predict_timestamps=False)
+        many = multilingual(gen)
+        language, task = _prefix(cfg, many)
+        # set_prefix_tokens(language=None) keeps a previous language: the attributes are set first
+        processor.tokenizer.language, processor.tokenizer.task = language, task
+        processor.tokenizer.set_prefix_tokens(predict_timestamps=False)
         gen.language, gen.task = language, task
         gen.forced_decoder_ids = None  # superseded by language/task, and conflicts with them
         model.config.forced_decoder_ids = None
@@ -155,6 +154,33 @@ def configure_decoding(model, processor, cfg: Seq2SeqModelConfig) -> None:
     gen.no_repeat_ngram_size = cfg.no_repeat_ngram_size or None
     gen.max_new_tokens = min(cfg.max_new_tokens, max_target_tokens(model.config) - prefix)
     gen.max_length = None  # max_new_tokens rules; both set makes every generate() warn
+
+
+def _prefix(cfg: Seq2SeqModelConfig, many: bool) -> tuple[str | None, str | None]:
+    """(language code, task) of the label prefix and of decoding; the settings that cannot agree refused."""
+    set_here = explicit_keys(cfg)
+    if not many:
+        if "language" in set_here and cfg.language is not None and _language_code(cfg.language) != "en":
+            raise ModelLoadError(f"model.language: {cfg.language} on an English-only Whisper (*.en); use a multilingual one")
+        if "task" in set_here and cfg.task != "transcribe":
+            raise ModelLoadError("model.task: translate needs a multilingual Whisper; *.en models only transcribe")
+        return None, None
+    if cfg.language is None:
+        raise ModelLoadError(
+            "model.language: null would train labels without a language token while generate() detects one and "
+            "inserts it; set the data's language (e.g. model.language: spanish)"
+        )
+    language = _language_code(cfg.language)
+    if language is None:
+        raise ModelLoadError(f"unknown Whisper language {cfg.language!r} (use e.g. english, en, french)")
+    if "language" not in set_here:
+        log.info("model.language not set: labels and decoding use <|en|> (set model.language for other languages)")
+    return language, cfg.task
+
+
+def multilingual(gen) -> bool:
+    """Whether a Whisper's generation config knows languages (an *.en checkpoint's has no lang_to_id)."""
+    return bool(getattr(gen, "is_multilingual", True)) and bool(getattr(gen, "lang_to_id", None))
 
 
 def _language_code(language: str | None) -> str | None:
@@ -294,13 +320,16 @@ def timed(model, processor, examples: list[dict]) -> list[dict]:
     from slp_toolkit.data.segment import segments
 
     gen, extractor = model.generation_config, processor.feature_extractor
-    kwargs = dict(num_beams=gen.num_beams, max_new_tokens=gen.max_new_tokens,
+    limit = gen.max_new_tokens or max_target_tokens(model.config) - PREFIX_TOKENS  # a Hub config may set none
+    kwargs = dict(num_beams=gen.num_beams, max_new_tokens=limit,
                   no_repeat_ngram_size=getattr(gen, "no_repeat_ngram_size", None))  # fmt: skip
     kwargs["use_cache"] = True  # off in the config while training with gradient checkpointing
+    _DECODED["language"] = "en"  # Moonshine and Whisper's *.en checkpoints are English-only
     if is_whisper(extractor):
         # a Hub checkpoint's own generation config has no language/task: Whisper then detects the language
         kwargs |= dict(language=getattr(gen, "language", None), task=getattr(gen, "task", None))
-    _DECODED["language"] = kwargs.get("language", "en")  # Moonshine is English-only
+        if multilingual(gen):  # a detected language is not known here: the basic normaliser then
+            _DECODED["language"] = kwargs["language"]
     _DECODED["spelling"] = getattr(processor.tokenizer, "english_spelling_normalizer", None)
     window = float(getattr(extractor, "chunk_length", LONG_SECONDS))  # Whisper's window, else 30 s pieces
     audio = [np.asarray(e["audio"], dtype=np.float32) for e in examples]
@@ -316,7 +345,9 @@ def timed(model, processor, examples: list[dict]) -> list[dict]:
     texts, size = [], max(len(audio), PIECES_PER_BATCH)
     for first in range(0, len(pieces), size):
         group = pieces[first : first + size]
-        texts += _generate(model, processor, [audio[i][a:b] for i, a, b in group], kwargs)
+        longest = max(b - a for _, a, b in group) / rate
+        budget = kwargs | {"max_new_tokens": token_budget(longest, kwargs["max_new_tokens"])}
+        texts += _generate(model, processor, [audio[i][a:b] for i, a, b in group], budget)
     out: list[dict] = [{"text": "", "chunks": []} for _ in audio]
     for (i, a, b), text in zip(pieces, texts, strict=True):
         out[i]["chunks"].append({"text": text, "start": round(a / rate, 3), "end": round(b / rate, 3)})
@@ -326,6 +357,15 @@ def timed(model, processor, examples: list[dict]) -> list[dict]:
 
 
 PIECES_PER_BATCH = 16
+# A looping decoder ("the the the ...") runs to max_new_tokens: cap the tokens by the audio's length instead.
+# English speech in Whisper's BPE is ~4.3 tokens/s (the synthetic corpus: p99 6.9, max 8.9); 10/s + 20 leaves
+# room for fast speakers and denser scripts, and cut the zero-shot loops of whisper-tiny.en on unseen voices.
+TOKENS_PER_SECOND, TOKEN_MARGIN = 10, 20
+
+
+def token_budget(seconds: float, limit: int) -> int:
+    """The most tokens a clip of `seconds` may decode to: proportional to its length, at most `limit`."""
+    return min(limit, math.ceil(seconds * TOKENS_PER_SECOND) + TOKEN_MARGIN)
 LONG_SECONDS = 30.0  # a model without a window (Moonshine) decodes longer clips in pieces cut at pauses
 
 

@@ -159,7 +159,8 @@ def _loop(run: Run, source, batches: Iterator, params: list) -> dict:
             run.log_train(losses, optimizer.param_groups[0]["lr"], bar)
             losses = []
         if bar is not None:
-            bar.advance(state, progress_of(cfg, state, source.epochs_done(run.position)))
+            lr, speed = optimizer.param_groups[0]["lr"], state.audio_seconds / max(state.elapsed, 1e-9)
+            bar.step(state, progress_of(cfg, state, source.epochs_done(run.position)), loss_value, lr, speed)
         if run.eval_due():
             trim(force=True)  # evaluation allocates on top of what training left: start it from the floor
             run.evaluate_and_checkpoint()

@@ -36,7 +36,7 @@ class Progress:
     optimizer step, `close` at the end."""
 
     def __init__(self, cfg, state, terminal: bool | None = None):
-        self.cfg, self.values = cfg, {}
+        self.cfg, self.values, self.recent = cfg, {}, []
         if terminal is None:
             asked = os.environ.get("SLP_PROGRESS", "").lower()
             terminal = asked == "bar" if asked in ("bar", "lines") else sys.stderr.isatty()
@@ -58,6 +58,14 @@ class Progress:
         if self.bar is not None:
             self.bar.set_postfix(**values)
 
+    def step(self, state, done: float, loss: float, lr: float, speed: float) -> None:
+        """After each optimizer step: its loss, learning rate and the run's audio-s/s, so that a plain line shows
+        the mean loss of the steps since the line before it and today's learning rate, not those of the last
+        `train.log_every` step."""
+        self.recent.append(loss)
+        self.lr, self.speed = lr, speed
+        self.advance(state, done)
+
     def advance(self, state, done: float) -> None:
         """After a step; `done` is the run's progress in [0, 1] (train.progress_of)."""
         if self.bar is not None:
@@ -70,7 +78,12 @@ class Progress:
         self.last = time.monotonic()
         total = f"/{self.cfg.max_steps}" if self.cfg.max_steps else ""
         eta = f", ETA {clock(state.elapsed * (1 - done) / done)}" if 0 < done < 1 else ""
-        figures = "  ".join(f"{k} {v}" for k, v in self.values.items() if k != "step")
+        values = dict(self.values)
+        if self.recent:
+            values |= {"loss": f"{sum(self.recent) / len(self.recent):.3f}", "lr": f"{self.lr:.2e}",
+                       "audio_s_per_s": f"{self.speed:.3g}"}  # fmt: skip
+            self.recent = []
+        figures = "  ".join(f"{k} {v}" for k, v in values.items() if k != "step")
         log.info("train: step %d%s (%.0f%%)  %s  %s elapsed%s", state.step, total, 100 * min(done, 1.0), figures,
                  clock(state.elapsed), eta)  # fmt: skip
 

@@ -19,7 +19,8 @@ from transformers import (
     pipeline,
 )
 
-from slp_toolkit.synth import scratch, whisper_vocab
+from slp_toolkit.runtime import whisper_vocab
+from slp_toolkit.synth import scratch
 
 
 @pytest.fixture(autouse=True)

@@ -293,7 +293,7 @@ def test_whisper_defaults_follow_the_fine_tuning_guides(tmp_path):
     adapted = recipe_from_dict({**base, "model": {"name_or_path": "openai/whisper-small"}, "lora": {}})
     assert (tuned.train.learning_rate, adapted.train.learning_rate) == (1e-5, 1e-3)
     assert scratch.data.normalize_text is False  # Whisper learns cased, punctuated text
-    assert tuned.model.max_new_tokens == 225 and tuned.model.no_repeat_ngram_size == 5
+    assert tuned.model.max_new_tokens == 225 and tuned.model.no_repeat_ngram_size == 0  # as Whisper releases ship
     explicit = recipe_from_dict({**base, "model": {"name_or_path": "x"}, "train": {"max_steps": 1, "learning_rate": 2e-4},
                                  "data": {"train": "x", "max_seconds": 8, "normalize_text": True}})  # fmt: skip
     assert explicit.train.learning_rate == 2e-4 and explicit.data.normalize_text is True
@@ -314,17 +314,18 @@ def test_labels_are_prepared_again_when_the_language_changes():
     assert len(prints) == 3
 
 
-def test_the_repetition_guard_reaches_generate_and_the_saved_config(tmp_path):
-    """A random tiny Whisper loops on a token until max_new_tokens; the guard (no 5-token run twice) breaks it."""
+def test_a_loop_stops_at_the_audios_token_budget_and_the_ngram_guard_reaches_generate(tmp_path):
+    """A random tiny Whisper loops on a token: it stops at 10 tokens per second of audio + 20, not at
+    max_new_tokens; the n-gram guard, when a recipe asks for it, breaks the loop and is saved."""
     from slp_toolkit.synth.scratch import build_whisper
 
     torch.manual_seed(0)
     model, processor = build_whisper("tiny", "english", "transcribe")
     clip = {"audio": np.random.default_rng(0).normal(size=16000).astype(np.float32) * 0.1}
 
-    def ids_with(n: int) -> list[int]:
+    def ids_with(n: int, limit: int = 40) -> list[int]:
         cfg = recipe_from_dict({"task": "asr_seq2seq", "model": {"init": "scratch", "preset": "tiny",
-                                "no_repeat_ngram_size": n, "max_new_tokens": 40}, "data": {"train": "x",
+                                "no_repeat_ngram_size": n, "max_new_tokens": limit}, "data": {"train": "x",
                                 "max_seconds": 8}, "train": {"max_steps": 1}}).model  # fmt: skip
         SEQ2SEQ.configure_decoding(model, processor, cfg)
         text = TASK.predict(model.eval(), processor, [clip])[0]
@@ -335,6 +336,7 @@ def test_the_repetition_guard_reaches_generate_and_the_saved_config(tmp_path):
         return len(grams) != len(set(grams))
 
     assert repeats(ids_with(0)), "the unguarded model should loop (else this test proves nothing)"
+    assert 25 <= len(ids_with(0, limit=60)) <= 30  # 1 s of audio: 30 tokens (the prefix counts apart)
     assert not repeats(ids_with(5))
     model.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "generation_config.json").read_text())["no_repeat_ngram_size"] == 5

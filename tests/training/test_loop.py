@@ -269,6 +269,9 @@ def test_a_log_file_gets_plain_progress_lines_not_carriage_returns(tmp_path, cor
     assert "\r" not in text and len(text.splitlines()) < 60, text[-2000:]
     progress = [line for line in text.splitlines() if line.startswith("INFO train: step ")]
     assert progress and progress[-1].startswith("INFO train: step 40/40 (100%)") and "audio_s_per_s" in progress[-1]
+    # each line's loss is the mean since the line before (log_every is 10 steps: it used to repeat one value)
+    shown = [line.split("loss ")[1].split()[0] for line in progress if "loss " in line]
+    assert len(shown) >= 3 and max(shown.count(v) for v in shown) <= 2, progress
     shutil.rmtree(tmp_path / "out")
     quiet = subprocess.run([*SLP, "--quiet", "train", str(recipe)], capture_output=True, text=True, env=env)
     assert quiet.returncode == 0 and "INFO" not in quiet.stderr

@@ -94,6 +94,25 @@ def _convert_tiktoken(content: str) -> tuple[dict[str, int], list[tuple[str, str
     return vocab, merges
 
 
+def build_tokenizer(
+    vocab: dict[str, int], merges: list[tuple[str, str]], specials: list[str], timestamps: int
+) -> WhisperTokenizer:
+    """A Whisper tokenizer from its byte-level BPE (vocab and merges), the special tokens in id order after
+    the text vocabulary (<|endoftext|> first: its id follows the vocab when the vocab lacks it) and
+    `timestamps` timestamp tokens <|0.00|>, <|0.02|>, ... after them."""
+    vocab = dict(vocab)
+    vocab.setdefault(specials[0], len(vocab))
+    # pad = <|endoftext|> as on the Hub, so DataCollatorSpeechSeq2SeqWithPadding-style `tokenizer.pad` works
+    tokenizer = WhisperTokenizer(vocab=vocab, merges=merges, pad_token=specials[0])
+    tokenizer.add_special_tokens(
+        {"extra_special_tokens": [AddedToken(t, special=True, normalized=False) for t in specials]}
+    )
+    # Not special: the tokenizer takes ids above its last special id (<|notimestamps|>) as timestamps.
+    stamps = [f"<|{i * 0.02:.2f}|>" for i in range(timestamps)]
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in stamps])
+    return tokenizer
+
+
 def whisper_tokenizer_dir(languages: int = 99) -> Path:
     """The converted multilingual Whisper tokenizer (`languages` 100: large-v3's), built on first use and
     cached (~1 s, ~4 MB) per transformers version, whose tokenizer files older versions may not read."""
@@ -102,13 +121,7 @@ def whisper_tokenizer_dir(languages: int = 99) -> Path:
     if (out / "tokenizer.json").is_file():
         return out
     vocab, merges = _convert_tiktoken(_tiktoken_text())
-    vocab["<|endoftext|>"] = len(vocab)
-    # pad = <|endoftext|> as on the Hub, so DataCollatorSpeechSeq2SeqWithPadding-style `tokenizer.pad` works
-    tokenizer = WhisperTokenizer(vocab=vocab, merges=merges, pad_token="<|endoftext|>")
-    specials = [AddedToken(t, special=True, normalized=False) for t in _specials(languages)]
-    tokenizer.add_special_tokens({"extra_special_tokens": specials})
-    # Not special: the tokenizer takes ids above its last special id (<|notimestamps|>) as timestamps.
-    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in _WHISPER_TIMESTAMPS])
+    tokenizer = build_tokenizer(vocab, merges, _specials(languages), len(_WHISPER_TIMESTAMPS))
     expected = WHISPER_VOCAB_SIZE + languages - 99
     if len(tokenizer) != expected:
         raise RuntimeError(f"converted Whisper vocab has {len(tokenizer)} tokens, expected {expected}")
