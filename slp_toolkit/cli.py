@@ -184,7 +184,9 @@ def cmd_compare(args) -> int:
         try:
             runs.append((label or where, json.loads(path.read_text())))
         except (OSError, ValueError) as err:
-            raise UserError(f"{path}: no readable metrics.json ({err.__class__.__name__}); run slp eval first") from None
+            raise UserError(
+                f"{path}: no readable metrics.json ({err.__class__.__name__}); run slp eval first"
+            ) from None
     print(compare_table(runs))
     return 0
 
@@ -287,7 +289,9 @@ def _model_commands(sub) -> None:
     p.add_argument("--text-column", default=None)
     p.add_argument("--audio-column", default=None)
     p.add_argument("--max-samples", type=int, default=None)
-    p.add_argument("--max-seconds", type=float, default=60.0, help="skip longer clips")
+    p.add_argument("--max-seconds", type=float, default=float("inf"),
+                   help="leave longer clips out of the score (default: none; a test split is scored whole, clips "
+                   "longer than a model's window decoded long-form)")  # fmt: skip
     p.add_argument("--batch-seconds", type=float, default=None, help=BATCH_HELP)
     p.add_argument("--output-dir", default=None, help="default: MODEL/eval/<split name>")
     p.add_argument("--folds", type=int, default=None, metavar="K",

@@ -293,12 +293,14 @@ def _openai_tokenizer(vocab_size: int, where: Path):
         return WhisperTokenizer.from_pretrained(whisper_tokenizer_dir(vocab_size - 51865 + 99))
     try:
         import whisper
-
-        text = (Path(whisper.__file__).parent / "assets" / "gpt2.tiktoken").read_text()
-    except (ImportError, OSError):
+    except ImportError:
+        whisper = None
+    vocab_file = Path(whisper.__file__).parent / "assets" / "gpt2.tiktoken" if whisper else None
+    if vocab_file is None or not vocab_file.is_file():
         raise Ct2Error(
             f"{where}: an English-only model needs openai-whisper's gpt2 vocabulary: pip install openai-whisper"
-        ) from None
+        )
+    text = vocab_file.read_text()
     vocab, merges = _convert_tiktoken(text)
     specials = _specials()
     return build_tokenizer(vocab, merges, specials, vocab_size - len(vocab) - len(specials))

@@ -161,7 +161,9 @@ def _prefix(cfg: Seq2SeqModelConfig, many: bool) -> tuple[str | None, str | None
     set_here = explicit_keys(cfg)
     if not many:
         if "language" in set_here and cfg.language is not None and _language_code(cfg.language) != "en":
-            raise ModelLoadError(f"model.language: {cfg.language} on an English-only Whisper (*.en); use a multilingual one")
+            raise ModelLoadError(
+                f"model.language: {cfg.language} on an English-only Whisper (*.en); use a multilingual one"
+            )
         if "task" in set_here and cfg.task != "transcribe":
             raise ModelLoadError("model.task: translate needs a multilingual Whisper; *.en models only transcribe")
         return None, None
@@ -252,9 +254,14 @@ def preprocess(example: dict, processor) -> dict:
     The clip's log-mel is computed here once (see `log_mel`), not in every epoch's batches."""
     out = {"labels": label_ids(example["text"], processor.tokenizer)}
     ext = processor.feature_extractor
-    mel = log_mel(np.asarray(example["audio"], np.float32), ext) if "audio" in example and is_whisper(ext) else None
-    if mel is not None:
-        out |= {"log_mel": mel.T.ravel(), "log_mel_of": audio_key(example["audio"])}
+    if "audio" in example and is_whisper(ext):
+        mel = log_mel(np.asarray(example["audio"], np.float32), ext)
+        # every row has both columns (the Arrow writer takes one schema): a clip over the window caches nothing,
+        # and a key no audio has sends it through the extractor (long-form decoding cuts it in pieces anyway)
+        if mel is None:
+            out |= {"log_mel": np.zeros(0, np.float32), "log_mel_of": -1.0}
+        else:
+            out |= {"log_mel": mel.T.ravel(), "log_mel_of": audio_key(example["audio"])}
     return out
 
 
@@ -366,6 +373,8 @@ TOKENS_PER_SECOND, TOKEN_MARGIN = 10, 20
 def token_budget(seconds: float, limit: int) -> int:
     """The most tokens a clip of `seconds` may decode to: proportional to its length, at most `limit`."""
     return min(limit, math.ceil(seconds * TOKENS_PER_SECOND) + TOKEN_MARGIN)
+
+
 LONG_SECONDS = 30.0  # a model without a window (Moonshine) decodes longer clips in pieces cut at pauses
 
 

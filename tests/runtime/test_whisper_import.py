@@ -29,7 +29,9 @@ def tiny_hf(tmp_path_factory):
 
     torch.manual_seed(0)
     model, processor = build_whisper("tiny")
-    with torch.no_grad():  # non-trivial norms and biases, so that no two variables are equal (no CT2 aliases hide a bug)
+    with (
+        torch.no_grad()
+    ):  # non-trivial norms and biases, so that no two variables are equal (no CT2 aliases hide a bug)
         for name, p in model.named_parameters():
             if "norm" in name or name.endswith("bias"):
                 p.add_(torch.randn_like(p) * 0.1)
@@ -61,7 +63,12 @@ def greedy_pair(hf_dir: Path, ct2_dir: Path, features: np.ndarray, new_tokens: i
 
     model = WhisperForConditionalGeneration.from_pretrained(hf_dir).eval()
     gen = model.generation_config
-    prompt = [gen.decoder_start_token_id, gen.lang_to_id["<|en|>"], gen.task_to_id["transcribe"], gen.no_timestamps_token_id]
+    prompt = [
+        gen.decoder_start_token_id,
+        gen.lang_to_id["<|en|>"],
+        gen.task_to_id["transcribe"],
+        gen.no_timestamps_token_id,
+    ]
     with torch.no_grad():
         ours = model.generate(torch.from_numpy(features), language="en", task="transcribe", num_beams=1,
                               max_new_tokens=new_tokens)[0].tolist()  # fmt: skip
@@ -208,7 +215,12 @@ def _ct2_transcripts(ct2_dir: Path, hf_dir: Path, clips: list[Path]) -> list[str
 
     processor = WhisperProcessor.from_pretrained(hf_dir)
     tok, gen = processor.tokenizer, __import__("transformers").GenerationConfig.from_pretrained(hf_dir)
-    prompt = [gen.decoder_start_token_id, gen.lang_to_id["<|en|>"], gen.task_to_id["transcribe"], gen.no_timestamps_token_id]
+    prompt = [
+        gen.decoder_start_token_id,
+        gen.lang_to_id["<|en|>"],
+        gen.task_to_id["transcribe"],
+        gen.no_timestamps_token_id,
+    ]
     model = ctranslate2.models.Whisper(str(ct2_dir), device="cpu", compute_type="float32")
     texts = []
     for clip in clips:
@@ -244,9 +256,9 @@ def test_real_whisper_weights_from_the_package_index_import_and_transcribe_in_pl
 
     out = tmp_path / name
     assert main(["import", *map(str, _real_sources(name)), str(out)]) == 0
-    from transformers import WhisperConfig
-
     import json
+
+    from transformers import WhisperConfig
 
     params, multilingual = REAL_WEIGHTS[name][1], REAL_WEIGHTS[name][2]
     assert json.loads((out / "provenance.json").read_text())["parameters"] == params
@@ -254,7 +266,11 @@ def test_real_whisper_weights_from_the_package_index_import_and_transcribe_in_pl
     clip = sorted((corpus / "test").glob("*.flac"))[0]
     import csv
 
-    truth = next(r["transcription"] for r in csv.DictReader(open(corpus / "test" / "metadata.csv")) if r["file_name"] == clip.name)
+    truth = next(
+        r["transcription"]
+        for r in csv.DictReader(open(corpus / "test" / "metadata.csv"))
+        if r["file_name"] == clip.name
+    )
     said = plain_pipeline("automatic-speech-recognition", out, clip, "pipe(sys.argv[2])['text']")
     # a real model hears espeak speech: at least half the words right (a random model gets none)
     words = set(truth.lower().strip(".?!").split())
