@@ -43,7 +43,8 @@ def export_ct2(model_dir: str | Path, out: str | Path, quantization: str | None 
         processor.save_pretrained(extras)
         settings = {k: getattr(processor.feature_extractor, k) for k in EXTRACTOR_KEYS}
         (extras / "preprocessor_config.json").write_text(json.dumps(settings, indent=2) + "\n")
-        files = [str(extras / "tokenizer.json"), str(extras / "preprocessor_config.json")]
+        # absolute: the converter joins each name to the model dir, which keeps an absolute path as it is
+        files = [str((extras / name).resolve()) for name in ("tokenizer.json", "preprocessor_config.json")]
         converted = staging / "ct2"
         TransformersConverter(str(source), copy_files=files, load_as_float16=False).convert(
             str(converted), quantization=quantization, force=True

@@ -275,3 +275,30 @@ def test_real_whisper_weights_from_the_package_index_import_and_transcribe_in_pl
     # a real model hears espeak speech: at least half the words right (a random model gets none)
     words = set(truth.lower().strip(".?!").split())
     assert len(words & set(said.lower().strip(" .?!").split())) >= len(words) / 2, (truth, said)
+
+
+def test_a_lora_run_exports_merged_from_relative_paths(tiny_hf, corpus, tmp_path, monkeypatch, capsys):
+    """The quickstart's case: `slp export outputs/run outputs/run_ct2` from the repo root, the run a LoRA adapter."""
+    import json
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "# tiny Whisper LoRA\n#   slp train r.yaml\ntask: asr_seq2seq\n"
+        f"model: {{name_or_path: {tiny_hf}, max_new_tokens: 16}}\n"
+        f"data: {{train: {corpus / 'train'}, eval: {corpus / 'validation'}, max_seconds: 8, max_train_samples: 8, "
+        "max_eval_samples: 2}\n"
+        "train: {max_steps: 2, eval_every: 2, batch_seconds: 32, num_threads: 1}\n"
+        "lora: {r: 4, alpha: 8}\noutput_dir: outputs/run\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", str(recipe)]) == 0
+    assert (tmp_path / "outputs" / "run" / "adapter_config.json").is_file()
+    assert main(["export", "outputs/run", "outputs/run_ct2"]) == 0
+    assert (tmp_path / "outputs" / "run_ct2" / "model.bin").is_file()
+    clips = sorted((corpus / "test").glob("*.flac"))[:2]
+    capsys.readouterr()
+    assert main(["transcribe", "outputs/run", *map(str, clips), "--json"]) == 0
+    ours = [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    merged = tmp_path / "merged"
+    assert main(["merge", "outputs/run", str(merged)]) == 0
+    assert ours == _ct2_transcripts(tmp_path / "outputs" / "run_ct2", merged, clips)
