@@ -403,3 +403,35 @@ def test_an_english_only_model_is_scored_with_whispers_english_normaliser(real_t
     # the English normaliser joins contractions and spelled-out numbers; the basic one would count 4 errors
     m = asr_seq2seq.metrics(["It is twenty five dollars."], [{"text": "It's $25."}])
     assert m["wer"] == 0.0, m
+
+
+def test_language_settings_that_cannot_agree_are_one_line(real_tiny_en):
+    """French on an English-only checkpoint was silently ignored; `language: null` on a multilingual one trained
+    labels without a language token while generate() inserted a detected one."""
+    from slp_toolkit.runtime.loading import ModelLoadError
+    from slp_toolkit.synth.scratch import build_whisper
+    from slp_toolkit.tasks import asr_seq2seq
+
+    def cfg(name: str, **keys):
+        recipe = {"task": "asr_seq2seq", "model": {"name_or_path": name, **keys},
+                  "data": {"train": "x", "max_seconds": 8}, "train": {"max_steps": 1}}  # fmt: skip
+        return recipe_from_dict(recipe).model
+
+    model, processor = asr_seq2seq.load(str(real_tiny_en))
+    with pytest.raises(ModelLoadError, match="model.language: french on an English-only"):
+        asr_seq2seq.configure_decoding(model, processor, cfg(str(real_tiny_en), language="french"))
+    asr_seq2seq.configure_decoding(model, processor, cfg(str(real_tiny_en)))  # the default english is fine
+    assert processor.tokenizer.prefix_tokens[1:] == [processor.tokenizer.convert_tokens_to_ids("<|notimestamps|>")]
+    many, many_processor = build_whisper("tiny")
+    with pytest.raises(ModelLoadError, match="model.language: null"):
+        asr_seq2seq.configure_decoding(many, many_processor, cfg("x", language=None))
+
+
+def test_whisper_inference_batches_count_clips():
+    """A windowed model pays a window per clip: 8 clips a batch on CPU (measured best), 32 on a GPU."""
+    from slp_toolkit.inference.evaluate import default_batch_seconds
+
+    class OnCpu:
+        device = torch.device("cpu")
+
+    assert default_batch_seconds(OnCpu(), 30.0) == 240.0 and default_batch_seconds(OnCpu()) == 16.0
