@@ -129,9 +129,12 @@ def _ffn(w: dict, src: str, dst: str, out: dict) -> None:
 def from_ct2(folders: list[Path]) -> Imported:
     """A CTranslate2 Whisper directory (its files may be spread over several, e.g. model.bin parts shipped in
     two packages)."""
-    folder = _gather(folders)
+    with tempfile.TemporaryDirectory(prefix="slp-import-") as scratch:
+        return _from_ct2(_gather(folders, Path(scratch)), str(folders[0]))
+
+
+def _from_ct2(folder: Path, where: str) -> Imported:
     ct2 = read_model(folder)
-    where = str(folders[0])
     if ct2.spec != "WhisperSpec":
         raise Ct2Error(
             f"{where}: model.bin holds a {ct2.spec or 'nameless'} model, not Whisper; slp import converts Whisper"
@@ -158,14 +161,14 @@ def from_ct2(folders: list[Path]) -> Imported:
     )
 
 
-def _gather(folders: list[Path]) -> Path:
-    """One folder with every file of `folders` (links in a temp dir when there are several)."""
+def _gather(folders: list[Path], scratch: Path) -> Path:
+    """One folder with every file of `folders` (links in `scratch` when there are several)."""
     for f in folders:
         if not f.is_dir():
             raise Ct2Error(f"{f}: not a directory (slp import takes CTranslate2 model directories or a .pt file)")
     if len(folders) == 1:
         return folders[0]
-    joined = Path(tempfile.mkdtemp(prefix="slp-import-"))
+    joined = scratch
     for folder in folders:
         for file in folder.iterdir():
             if file.is_file() and not (joined / file.name).exists():
