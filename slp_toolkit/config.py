@@ -48,8 +48,10 @@ class ModelConfig:
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"] | None = (
         None
     )
-    dropout: float = field(default=0.0, metadata=rule(min=0.0, max=0.9))
-    layerdrop: float = field(default=0.0, metadata=rule(min=0.0, max=0.9))
+    # None: a pretrained checkpoint keeps its own (wav2vec2-base trains with 0.1), a scratch model gets 0. Only
+    # what a recipe sets changes a pretrained config: a toolkit default must not strip its regularisation.
+    dropout: float | None = field(default=None, metadata=rule(min=0.0, max=0.9))
+    layerdrop: float | None = field(default=None, metadata=rule(min=0.0, max=0.9))
 
 
 # ---------------------------------------------------------------- the shared sections

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from slp_toolkit.config import ConfigError, DataConfig
 from slp_toolkit.data.splits import sampling_rate
+from slp_toolkit.runtime.device import with_precision
 
 log = logging.getLogger("slp")
 
@@ -30,6 +31,7 @@ def cmd_eval(args) -> int:
     device = str(state.device) if state.num_processes > 1 else args.device
     with state.main_process_first():  # the main process decodes the split into the cache, the others read it
         model, processor, ds = load_for_eval(task, args.model, args.data, data_cfg, args.max_samples, device)
+    _language(task, args.model, model, processor, args.language)
     decoding = _decoding(task, args.model, model, processor, args)
     metrics, predictions = evaluate_split(decoding, model, processor, ds, args.batch_seconds, state)
     if decoding is not task:  # beam search: the greedy scores beside it, so the LM's gain is in one table
@@ -80,6 +82,7 @@ def cmd_transcribe(args) -> int:
         import dataclasses
 
         task = dataclasses.replace(task, predict=task.timed)
+    _language(task, args.model, model, processor, args.language)
     decoding = _decoding(task, args.model, model, processor, args)
     predictions = predict_split(decoding, model, processor, ds, args.batch_seconds, compute=compute)
     for row, found, seconds in zip(rows, predictions, compute, strict=True):
@@ -106,8 +109,8 @@ def cmd_classify(args) -> int:
     task, model, processor = _load(args.model, "audio-classification", "an audio classifier (see `slp transcribe`)",
                                    args.device)  # fmt: skip
     rows, ds, failed = _read_inputs(args.inputs, sampling_rate(processor))
-    ranking = _with_precision(
-        dataclasses.replace(task, predict=partial(task.ranked, k=args.top_k)), model, args.precision
+    ranking = with_precision(
+        dataclasses.replace(task, predict=partial(task.ranked, k=args.top_k)), model, args.precision, args.model
     )
     for row, best in zip(rows, predict_split(ranking, model, processor, ds, args.batch_seconds), strict=True):
         if args.json:
@@ -143,12 +146,20 @@ def _load(model_dir: str, tag: str, what: str, device: str) -> tuple:
     return task, *load_placed(task, model_dir, device)
 
 
+def _language(task, model_dir: str, model, processor, language: str | None) -> None:
+    if language is None:
+        return
+    if task.set_language is None:
+        raise ConfigError(f"{model_dir}: --language is for Whisper models, not {task.name}")
+    task.set_language(model, processor, language)
+
+
 def _decoding(task, model_dir: str, model, processor, args, greedy: bool = False):
     """The task as is (greedy), or with the beam-search predict `--decoder beam` asks for, under bf16
     autocast when `--precision` asks for it (auto: on a GPU with bf16)."""
     import dataclasses
 
-    task = _with_precision(task, model, args.precision)
+    task = with_precision(task, model, args.precision, model_dir)
     if args.decoder == "greedy" or greedy:
         if args.lm:
             raise ConfigError("--lm needs --decoder beam")
@@ -161,31 +172,6 @@ def _decoding(task, model_dir: str, model, processor, args, greedy: bool = False
     log.info("beam search (beam %d) %s", args.beam_size, f"with LM {lm} (weight {args.lm_weight:g})" if lm else "")
     settings = BeamSettings(lm=lm, beam_size=args.beam_size, lm_weight=args.lm_weight, word_bonus=args.word_bonus)
     return dataclasses.replace(task, predict=task.beam(processor, settings))
-
-
-def _with_precision(task, model, precision: str):
-    """bf16 autocast around the task's predict: ~2x faster on CPUs with AVX512-BF16/AMX and on GPUs,
-    logits within bf16 rounding of fp32 (a near-tie frame may pick another token). `auto`: bf16 where the
-    model sits on a GPU with bf16, else fp32."""
-    import dataclasses
-
-    from slp_toolkit.runtime.device import model_device, precision_for
-
-    device = model_device(model)
-    if precision_for(device, precision) == "fp32":
-        return task
-    import torch
-
-    if device.type == "cpu" and not torch.backends.mkldnn.is_available():
-        raise ConfigError("--precision bf16 needs a GPU or a CPU build of torch with oneDNN")
-    inner = task.predict
-    log.info("bf16 autocast on %s", device)
-
-    def predict(model, processor, examples):
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            return inner(model, processor, examples)
-
-    return dataclasses.replace(task, predict=predict)
 
 
 def cmd_lm_build(args) -> int:
@@ -208,17 +194,17 @@ def add_decoder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam-size", type=int, default=32)
     p.add_argument("--lm-weight", type=float, default=1.0, help="LM weight (beam search; tune on validation)")
     p.add_argument("--word-bonus", type=float, default=0.0, help="score added per word (beam search)")
+    p.add_argument("--language", default=None,
+                   help="Whisper: the language to decode in (e.g. spanish, es), instead of the model's own")  # fmt: skip
     add_precision_args(p)
 
 
 def add_precision_args(p: argparse.ArgumentParser) -> None:
     """--device and --precision, for every command that runs a model."""
-    from slp_toolkit.runtime.device import add_device_arg
+    from slp_toolkit.runtime.device import add_device_arg, add_precision_arg
 
     add_device_arg(p)
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="bf16: autocast inference, ~2x faster on a GPU or where the CPU has bf16 (avx512_bf16/AMX); "
-                   "auto: bf16 on a GPU with bf16, fp32 elsewhere")  # fmt: skip
+    add_precision_arg(p)
 
 
 def _read_inputs(inputs: list[str], rate: int):

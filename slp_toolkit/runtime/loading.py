@@ -76,10 +76,13 @@ def config_parts(config) -> list:
 
 def apply_settings(config, settings: dict[str, Any], explicit: set[str], family: str) -> list[str]:
     """Set each recipe setting on the config attributes CONFIG_KEYS maps it to (else its own name), wherever the
-    family has them; returns the settings it has nowhere. One the recipe set explicitly (in `explicit`) is a
-    ModelLoadError naming the key; a default the family lacks is simply not applied."""
+    family has them; returns the settings it has nowhere. A None value is the checkpoint's own and changes
+    nothing. One the recipe set explicitly (in `explicit`) is a ModelLoadError naming the key; a default the
+    family lacks is simply not applied."""
     missing = []
     for key, value in settings.items():
+        if value is None:
+            continue
         names = CONFIG_KEYS.get(key, (key,))
         hits = [(part, n) for part in config_parts(config) for n in names if hasattr(part, n)]
         for part, name in hits:

@@ -110,9 +110,10 @@ def _tab_of(spec: str) -> str:
     return task.tab.key
 
 
-def load_models(specs: dict[str, str | None], device: str = "auto") -> tuple[dict[str, Served], list[str]]:
-    """Load the model of each tab onto `device`; a tab whose task this version lacks gets a note instead."""
-    from slp_toolkit.runtime.device import load_placed, resolve
+def load_models(specs: dict[str, str | None], device: str = "auto", precision: str = "auto") -> tuple[dict, list[str]]:
+    """Load the model of each tab onto `device`, predicting in `precision` (slp eval's rule); a tab whose task this
+    version lacks gets a note instead."""
+    from slp_toolkit.runtime.device import load_placed, resolve, with_precision
     from slp_toolkit.tasks import TaskNotImplementedError, detect_task
 
     resolve(device)  # a device this machine lacks fails before any loading
@@ -131,7 +132,8 @@ def load_models(specs: dict[str, str | None], device: str = "auto") -> tuple[dic
     served = {}
     for tab, task in tasks.items():
         log.info("%s tab: loading %s (task %s)", known[tab].title, specs[tab], task.name)
-        served[tab] = Served(tab, specs[tab], task, *load_placed(task, specs[tab], device))
+        model, processor = load_placed(task, specs[tab], device)
+        served[tab] = Served(tab, specs[tab], with_precision(task, model, precision, specs[tab]), model, processor)
     return served, notes
 
 
@@ -326,9 +328,10 @@ def add_launch_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=1, help="requests run at once (the rest queue)")
     parser.add_argument("--queue-size", type=int, default=32, help="most requests waiting in the queue")
     parser.add_argument("--examples", default=None, metavar="DIR", help="audiofolder whose first clips are examples")
-    from slp_toolkit.runtime.device import add_device_arg
+    from slp_toolkit.runtime.device import add_device_arg, add_precision_arg
 
     add_device_arg(parser)
+    add_precision_arg(parser)
 
 
 def serve(specs: dict[str, str | None], args: argparse.Namespace, block: bool = True):
@@ -341,7 +344,7 @@ def serve(specs: dict[str, str | None], args: argparse.Namespace, block: bool = 
         raise DemoError("--max-mb and --max-seconds must be > 0 and --concurrency >= 1")
     if args.examples and not Path(args.examples).is_dir():
         raise DemoError(f"--examples {args.examples}: not a directory (expected an audiofolder)")
-    served, notes = load_models(specs, args.device)
+    served, notes = load_models(specs, args.device, getattr(args, "precision", "auto"))
     if not served:
         raise DemoError("no tab to show: " + " ".join(notes))
     limits = Limits(args.max_mb, args.max_seconds)

@@ -156,6 +156,8 @@ class Task:
                                                          keep_why says in a few words why others are left out
     beam(processor, settings) -> predict                 a beam-search predict (settings: lm.BeamSettings), for
                                                          `--decoder beam`; None where the task has none
+    set_language(model, processor, language)             `--language`: decode in another language (multilingual
+                                                         Whisper); None where the model has no language setting
     timed(model, processor, examples) -> list[dict]     transcripts with timestamps ({"text", "words" or "chunks":
                                                          [{"word"/"text", "start", "end"}]}), for `--json`
     ranked(model, processor, examples, k) -> list       the k best labels with scores per example, for
@@ -205,6 +207,7 @@ class Task:
     beam: Callable[[Any, Any], Callable] | None = None
     ranked: Callable[..., list] | None = None
     timed: Callable[..., list] | None = None
+    set_language: Callable[[Any, Any, str], None] | None = None
     speakers: Callable[[Any, Any], list] | None = None
     vocoders: tuple[str, ...] = ()
     summarize: Callable[[Any], Any] = as_is

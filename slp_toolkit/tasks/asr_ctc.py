@@ -41,17 +41,23 @@ class CtcModelConfig(ModelConfig):
     freeze_feature_encoder: bool | None = None
     ctc_zero_infinity: bool = True
     # SpecAugment, applied by the model itself in train mode (families without it: Parakeet, LASR... skip it)
-    mask_time_prob: float = field(default=0.05, metadata=rule(min=0.0, max=1.0))
-    mask_time_length: int = field(default=10, metadata=rule(min=1))
-    mask_feature_prob: float = field(default=0.0, metadata=rule(min=0.0, max=1.0))
-    mask_feature_length: int = field(default=10, metadata=rule(min=1))
+    # None (each): a pretrained checkpoint's own (wav2vec2-base: 0.05 x 10 frames), a scratch model's SCRATCH_MASKS
+    mask_time_prob: float | None = field(default=None, metadata=rule(min=0.0, max=1.0))
+    mask_time_length: int | None = field(default=None, metadata=rule(min=1))
+    mask_feature_prob: float | None = field(default=None, metadata=rule(min=0.0, max=1.0))
+    mask_feature_length: int | None = field(default=None, metadata=rule(min=1))
     # A checkpoint's own CTC tokenizer and head are kept; true builds a character vocabulary from the training
     # text and a fresh output layer for it (a head in another alphabet or language would emit [UNK]s)
     new_vocab: bool = False
 
 
+# the wav2vec 2.0 fine-tuning recipe's masks, and no dropout: what a scratch model gets for the keys left unset
+SCRATCH_MASKS = {"mask_time_prob": 0.05, "mask_time_length": 10, "mask_feature_prob": 0.0, "mask_feature_length": 10}
+
+
 def _settings(cfg: CtcModelConfig) -> dict:
-    """The recipe's model settings by our names; loading.apply_settings maps them onto the family's config."""
+    """The recipe's model settings by our names (None: the checkpoint's own); loading.apply_settings maps them
+    onto the family's config."""
     return {
         "ctc_zero_infinity": cfg.ctc_zero_infinity,
         "ctc_loss_reduction": "mean",
@@ -71,8 +77,9 @@ def build(recipe: Recipe, train_ds) -> tuple:
     texts = column(train_ds, "text")
     if cfg.init == "scratch":
         vocab, _ = ctc_vocab(texts)
-        shape = {k: v for k, v in _settings(cfg).items() if k.startswith("mask_") or k == "layerdrop"}
-        shape |= dict.fromkeys(CONFIG_KEYS["dropout"][:5], cfg.dropout)  # wav2vec2's names
+        shape = {k: v if v is not None else SCRATCH_MASKS.get(k, 0.0)
+                 for k, v in _settings(cfg).items() if k.startswith("mask_") or k == "layerdrop"}  # fmt: skip
+        shape |= dict.fromkeys(CONFIG_KEYS["dropout"][:5], cfg.dropout or 0.0)  # wav2vec2's names
         model, processor = scratch.build_ctc(vocab, cfg.preset, cfg.sampling_rate, **shape)
         model.config.ctc_zero_infinity = cfg.ctc_zero_infinity
     else:
@@ -101,11 +108,26 @@ def _pretrained(cfg: CtcModelConfig, texts: list[str]) -> tuple:
     tok = processor.tokenizer
     settings = {**_settings(cfg), "pad_token_id": tok.pad_token_id, "vocab_size": len(tok)}
     apply_settings(config, settings, explicit_keys(cfg), config.model_type)
-    if cfg.mask_feature_prob > 0 and not hasattr(config, "mask_feature_min_masks"):
+    if (cfg.mask_feature_prob or 0) > 0 and not hasattr(config, "mask_feature_min_masks"):
         config.mask_feature_min_masks = 0  # WavLM's model reads it but its config lacks it (transformers 5.24)
     model = load_or_fail(AutoModelForCTC.from_pretrained, name, "CTC model", config=config,
                          ignore_mismatched_sizes=True)  # fmt: skip
+    if cfg.new_vocab:  # a head of the new vocabulary's size loads without a mismatch, mapping old symbols
+        fresh_head(model)
     return model, processor
+
+
+def fresh_head(model) -> None:
+    """Re-initialise the CTC output layer (`lm_head`), as transformers initialises a missing one."""
+    import torch
+
+    head = getattr(model, "lm_head", None) or getattr(model, "ctc_head", None)
+    if not isinstance(head, torch.nn.Linear):
+        return
+    with torch.no_grad():
+        head.weight.normal_(0.0, getattr(model.config, "initializer_range", 0.02))
+        if head.bias is not None:
+            head.bias.zero_()
 
 
 def _pretrained_processor(name: str, texts: list[str], new_vocab: bool = False):

@@ -59,12 +59,16 @@ class Seq2SeqModelConfig(ModelConfig):
     # Off, as every Whisper release ships: a ban on repeated n-grams also bans what speakers do repeat ("no no
     # no no", a phrase said twice). Loops are bounded by a token budget from the audio's length instead.
     no_repeat_ngram_size: int = field(default=0, metadata=rule(min=0))
-    mask_time_prob: float = field(default=0.0, metadata=rule(min=0.0, max=1.0))
-    mask_feature_prob: float = field(default=0.0, metadata=rule(min=0.0, max=1.0))
+    # None (each): a pretrained checkpoint's own SpecAugment (Whisper's: off), none for a scratch model
+    mask_time_prob: float | None = field(default=None, metadata=rule(min=0.0, max=1.0))
+    mask_feature_prob: float | None = field(default=None, metadata=rule(min=0.0, max=1.0))
 
 
-def _config_overrides(cfg: Seq2SeqModelConfig) -> dict:
-    return {
+def _config_overrides(cfg: Seq2SeqModelConfig, scratch: bool = False) -> dict:
+    """The recipe's settings as Whisper config keys; None (a key the recipe left unset) keeps a pretrained
+    checkpoint's own value, and is 0 / off for a scratch model."""
+    masks = (cfg.mask_time_prob, cfg.mask_feature_prob)
+    overrides = {
         "dropout": cfg.dropout,
         "attention_dropout": cfg.dropout,
         "activation_dropout": cfg.dropout,
@@ -72,11 +76,15 @@ def _config_overrides(cfg: Seq2SeqModelConfig) -> dict:
         "decoder_layerdrop": cfg.layerdrop,
         # SpecAugment on the log-mel input, applied by the model itself in train mode. Whisper adds
         # `mask_time_min_masks` masks even at probability 0, so it is switched off entirely then.
-        "apply_spec_augment": cfg.mask_time_prob > 0 or cfg.mask_feature_prob > 0,
+        "apply_spec_augment": None if masks == (None, None) else any((m or 0) > 0 for m in masks),
         "mask_time_prob": cfg.mask_time_prob,
         "mask_feature_prob": cfg.mask_feature_prob,
-        "use_cache": not cfg.gradient_checkpointing,
     }
+    if scratch:
+        overrides = {
+            k: v if v is not None else (False if k == "apply_spec_augment" else 0.0) for k, v in overrides.items()
+        }
+    return overrides | {"use_cache": not cfg.gradient_checkpointing}
 
 
 def build(recipe: Recipe, train_ds) -> tuple:
@@ -86,7 +94,9 @@ def build(recipe: Recipe, train_ds) -> tuple:
     name = cfg.name_or_path or f"scratch:{cfg.preset}"
     if cfg.init == "scratch":
         try:
-            model, processor = scratch.build_whisper(cfg.preset, cfg.language, cfg.task, **_config_overrides(cfg))
+            model, processor = scratch.build_whisper(
+                cfg.preset, cfg.language, cfg.task, **_config_overrides(cfg, scratch=True)
+            )
         except ValueError as err:
             raise ModelLoadError(f"{name}: {err}") from None
     else:
@@ -178,6 +188,24 @@ def _prefix(cfg: Seq2SeqModelConfig, many: bool) -> tuple[str | None, str | None
     if "language" not in set_here:
         log.info("model.language not set: labels and decoding use <|en|> (set model.language for other languages)")
     return language, cfg.task
+
+
+def set_language(model, processor, language: str) -> None:
+    """`--language` of slp eval/transcribe: decode a multilingual Whisper in `language` (a name or code) instead of
+    the one it was trained or imported with; English-only checkpoints and Moonshine refuse anything but English."""
+    gen, code = model.generation_config, _language_code(language)
+    if code is None:
+        raise ModelLoadError(f"--language {language}: not a Whisper language (use e.g. english, en, spanish, es)")
+    if not (is_whisper(processor.feature_extractor) and multilingual(gen)):
+        if code == "en":
+            return
+        raise ModelLoadError(
+            f"--language {language}: this model is English-only (a multilingual Whisper decodes others)"
+        )
+    gen.language = code
+    processor.tokenizer.language = code
+    processor.tokenizer.set_prefix_tokens(predict_timestamps=False)
+    log.info("decoding in <|%s|> (--language)", code)
 
 
 def multilingual(gen) -> bool:
@@ -431,6 +459,7 @@ TASK = register(
         collate=collate,
         predict=predict,
         timed=timed,
+        set_language=set_language,
         metrics=metrics,
         main_metric="wer",
         greater_is_better=False,

@@ -99,15 +99,16 @@ def _regularisation(model_type: str, cfg: EmotionModelConfig) -> dict:
     """A scratch model's dropout settings; and no SpecAugment time masks: measured on the synthetic corpus,
     a small random-init wav2vec2 learns to read the class through the learned mask embedding (train-mode
     accuracy rose while eval mode, which has no masks, predicted one class)."""
+    dropout, layerdrop = cfg.dropout or 0.0, cfg.layerdrop or 0.0
     if model_type == "whisper":
         return {
-            "dropout": cfg.dropout,
-            "attention_dropout": cfg.dropout,
-            "activation_dropout": cfg.dropout,
-            "encoder_layerdrop": cfg.layerdrop,
+            "dropout": dropout,
+            "attention_dropout": dropout,
+            "activation_dropout": dropout,
+            "encoder_layerdrop": layerdrop,
         }
     names = ("hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout", "final_dropout")
-    return {**dict.fromkeys(names, cfg.dropout), "layerdrop": cfg.layerdrop, "mask_time_prob": 0.0}
+    return {**dict.fromkeys(names, dropout), "layerdrop": layerdrop, "mask_time_prob": 0.0}
 
 
 def build(recipe: Recipe, train_ds) -> tuple:

@@ -19,6 +19,7 @@ length mismatch, which DTW alone forgives), `length_ratio` and, when
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -119,11 +120,12 @@ def build(recipe: Recipe, train_ds) -> tuple:
     shape = {
         "use_guided_attention_loss": cfg.guided_attention_weight > 0,
         "guided_attention_loss_scale": cfg.guided_attention_weight,
-        # as for every task, the recipe's (default 0), not the checkpoint's: speecht5_tts ships 0.1
-        "encoder_layerdrop": cfg.layerdrop,
-        "decoder_layerdrop": cfg.layerdrop,
     }
-    if cfg.dropout > 0:  # else the checkpoint's own (the decoder prenet keeps its 0.5 either way)
+    # as for every task, only what the recipe sets: else the checkpoint's own (speecht5_tts ships layerdrop 0.1;
+    # its decoder prenet keeps its 0.5 dropout either way), 0 for a scratch model
+    if cfg.layerdrop is not None or cfg.init == "scratch":
+        shape.update(encoder_layerdrop=cfg.layerdrop or 0.0, decoder_layerdrop=cfg.layerdrop or 0.0)
+    if cfg.dropout is not None:
         shape.update(hidden_dropout=cfg.dropout, attention_dropout=cfg.dropout, activation_dropout=cfg.dropout)
     if cfg.init == "scratch":
         if cfg.reduction_factor:
@@ -232,11 +234,26 @@ def collate(examples: list[dict], processor) -> dict:
 
 
 # ---------------------------------------------------------------- synthesis and scores
+@contextlib.contextmanager
+def seeded(device, seed: int = 0):
+    """A fixed RNG for the model's device inside the block, every generator as it was after it. torch.manual_seed
+    reseeds every GPU, and fork_rng(devices=[]) restored only the CPU's: an evaluation on a GPU replayed the
+    training run's dropout stream from a fixed point at every eval."""
+    import torch
+
+    gpus = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=gpus):
+        torch.random.default_generator.manual_seed(seed)
+        if gpus:
+            with torch.cuda.device(gpus[0]):
+                torch.cuda.manual_seed(seed)  # the current device's only
+        yield
+
+
 @no_grad
 def generate(model, processor, examples: list[dict], attentions: bool = False):
     """Log-mel frames per example (list of (T, mels) tensors) and, with `attentions`, the cross
     attentions of the first example (layers*heads, steps, tokens)."""
-    import torch
 
     batch = collate([{"input_ids": processor.encode(_text(e)), "speaker": e.get("speaker", "")} for e in examples],
                     processor)  # fmt: skip
@@ -244,8 +261,7 @@ def generate(model, processor, examples: list[dict], attentions: bool = False):
     batch = {k: v.to(device) for k, v in batch.items()}
     # The decoder prenet keeps its dropout on at inference (as SpeechT5 was trained to expect): seed it
     # so the same model speaks a sentence the same way, without touching the training loop's RNG.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with seeded(device):
         out = model.generate(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],

@@ -50,11 +50,13 @@ def run_folds(
     data_cfg: DataConfig | None = None,
     batch_seconds: float | None = None,
     device: str = "auto",
+    precision: str = "auto",
 ) -> dict:
     """Train and test K speaker-independent folds of the recipe saved in `model_dir`; returns the
     summary also written to MODEL/folds/metrics.json. `overrides` (key=value) change the recipe of
     every fold (e.g. a shorter train.max_minutes); `data_cfg` says how to read `data` (columns) and
-    how long a test clip may be; `device` where each fold's model is tested (training places itself)."""
+    how long a test clip may be; `device` and `precision` how each fold's model is tested (training places
+    itself)."""
     from slp_toolkit.tasks import get_task
 
     model_dir, data_cfg = Path(model_dir), data_cfg or DataConfig(min_seconds=0.0, max_seconds=60.0)
@@ -81,7 +83,7 @@ def run_folds(
         test_rows = [r for r in rows if r["speaker"] in held]
         fold = _fold_recipe(recipe, fold_dir, task.needs)
         _train_fold(fold, fold_dir, train_rows, test_rows)
-        results.append(_test_fold(task, fold, fold_dir, data_cfg, (batch_seconds, device), group))
+        results.append(_test_fold(task, fold, fold_dir, data_cfg, (batch_seconds, device, precision), group))
     summary = summarize(results)
     out = model_dir / "folds"
     from slp_toolkit.inference.evaluate import write_metrics
@@ -153,8 +155,9 @@ def _train_fold(fold: Recipe, fold_dir: Path, train_rows: list[dict], test_rows:
 def _test_fold(task, fold: Recipe, fold_dir: Path, data_cfg: DataConfig, how: tuple, group) -> dict:
     """The fold's model tested on its held-out speakers; `how` is (batch_seconds, device)."""
     from slp_toolkit.inference.evaluate import evaluate_split, load_for_eval, write_metrics
+    from slp_toolkit.runtime.device import with_precision
 
-    batch_seconds, device = how
+    batch_seconds, device, precision = how
     cfg = dataclasses.replace(
         data_cfg,
         audio_column="audio",
@@ -163,7 +166,8 @@ def _test_fold(task, fold: Recipe, fold_dir: Path, data_cfg: DataConfig, how: tu
         speaker_column="speaker",
     )
     model, processor, ds = load_for_eval(task, str(fold_dir), str(fold_dir / "test.jsonl"), cfg, device=device)
-    metrics, _ = evaluate_split(task, model, processor, ds, batch_seconds)
+    metrics, _ = evaluate_split(with_precision(task, model, precision, str(fold_dir)), model, processor, ds,
+                                batch_seconds)  # fmt: skip
     out = fold_dir / "eval"
     out.mkdir(exist_ok=True)
     write_metrics({**metrics, "speakers": ", ".join(group)}, out / "metrics.json")
@@ -210,7 +214,7 @@ def cmd_folds(args) -> int:
     from slp_toolkit.inference.evaluate import format_table
 
     summary = run_folds(args.model, args.data, args.folds, args.fold_override, eval_data_config(args),
-                        args.batch_seconds, args.device)  # fmt: skip
+                        args.batch_seconds, args.device, args.precision)  # fmt: skip
     print(format_table({k: v for k, v in summary.items() if not k.startswith(("confusion/", "support/"))}))
     print(headline(summary))
     print(f"metrics written to {Path(args.model) / 'folds' / 'metrics.json'}")

@@ -23,6 +23,33 @@ def test_auto_is_the_cpu_here_and_a_missing_gpu_is_one_line_naming_what_there_is
     assert precision_for(torch.device("cpu"), "bf16") == "bf16"
 
 
+def test_auto_precision_is_the_runs_own(tmp_path, ctc_run):
+    """`slp eval` defaulted to bf16 on a GPU while in-training evaluation followed train.mixed_precision: auto is
+    now the run's precision (its recipe.yaml), so the two agree; the demo and --folds take --precision too."""
+    import yaml
+
+    from slp_toolkit.cli import build_parser
+    from slp_toolkit.serve import demo
+
+    cpu = torch.device("cpu")
+    for trained, expected in (("bf16", "bf16"), ("no", "fp32"), ("fp16", "fp32")):
+        (tmp_path / "recipe.yaml").write_text(
+            yaml.safe_dump({"task": "asr_ctc", "train": {"mixed_precision": trained}})
+        )
+        assert precision_for(cpu, "auto", str(tmp_path)) == expected
+        assert precision_for(cpu, "fp32", str(tmp_path)) == "fp32"  # asked beats the run's
+    assert precision_for(cpu, "auto", str(tmp_path / "none")) == "fp32"
+    parser = build_parser()
+    for argv in (
+        ["demo", "x", "--precision", "bf16"],
+        ["eval", "x", "--data", "d", "--folds", "2", "--precision", "bf16"],
+    ):
+        assert parser.parse_args(argv).precision == "bf16"
+    served, _ = demo.load_models({"asr": str(ctc_run)}, "cpu", "bf16")
+    plain, _ = demo.load_models({"asr": str(ctc_run)}, "cpu", "fp32")
+    assert served["asr"].task.predict is not plain["asr"].task.predict == get_task("asr_ctc").predict
+
+
 def test_the_model_is_placed_where_asked(ctc_run):
     model, _ = load_placed(get_task("asr_ctc"), str(ctc_run), "cpu")
     assert model_device(model) == torch.device("cpu")

@@ -179,6 +179,44 @@ def test_new_vocab_replaces_a_checkpoint_head_and_tokenizer(corpus, tiny_models,
     assert not torch.equal(model.lm_head.weight[:4], kept_model.lm_head.weight[:4])  # a fresh output layer
 
 
+def test_new_vocab_renews_a_head_of_the_same_size(corpus, tiny_models, tmp_path):
+    """A checkpoint whose head happens to have the new vocabulary's size loads without a size mismatch, so its
+    old rows (other symbols) were kept as the new characters' outputs."""
+    from transformers import AutoModelForCTC
+
+    _, fresh = _build(corpus, str(tiny_models["wav2vec2-ctc"]), new_vocab=True)
+    same = AutoModelForCTC.from_pretrained(tiny_models["wav2vec2-ctc"], vocab_size=len(fresh.tokenizer),
+                                           ignore_mismatched_sizes=True)  # fmt: skip
+    same.save_pretrained(tmp_path / "same")
+    fresh.save_pretrained(tmp_path / "same")
+    model, _ = _build(corpus, str(tmp_path / "same"), new_vocab=True)
+    assert model.lm_head.weight.shape == same.lm_head.weight.shape
+    assert not torch.equal(model.lm_head.weight, same.lm_head.weight)
+    kept, _ = _build(corpus, str(tmp_path / "same"))
+    assert torch.equal(kept.lm_head.weight, same.lm_head.weight)  # without new_vocab the head is the checkpoint's
+
+
+def test_a_checkpoint_keeps_its_regularisation_unless_the_recipe_sets_it(corpus, tiny_models, tmp_path):
+    """Recipe defaults wrote dropout 0, layerdrop 0 and the CTC masks onto every pretrained config, zeroing
+    wav2vec2-base's 0.1 unasked: only keys the recipe sets change a pretrained config."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(tiny_models["wav2vec2-ctc"])
+    config.update(dict(hidden_dropout=0.1, attention_dropout=0.1, layerdrop=0.1, mask_time_prob=0.07,
+                       mask_time_length=7))  # fmt: skip
+    base = tmp_path / "base"
+    import shutil
+
+    shutil.copytree(tiny_models["wav2vec2-ctc"], base)
+    config.save_pretrained(base)
+    c = _build(corpus, str(base))[0].config
+    assert (c.hidden_dropout, c.attention_dropout, c.layerdrop, c.mask_time_prob, c.mask_time_length) == (
+        0.1, 0.1, 0.1, 0.07, 7)  # fmt: skip
+    c = _build(corpus, str(base), dropout=0.0, layerdrop=0.0, mask_time_prob=0.0)[0].config
+    assert (c.hidden_dropout, c.attention_dropout, c.layerdrop, c.mask_time_prob, c.mask_time_length) == (
+        0.0, 0.0, 0.0, 0.0, 7)  # fmt: skip
+
+
 def test_a_pretrained_front_end_is_frozen_by_default_a_scratch_one_trains(corpus, tiny_models):
     model, _ = _build(corpus, str(tiny_models["wav2vec2-ctc"]))
     assert not any(p.requires_grad for p in model.wav2vec2.feature_extractor.parameters())

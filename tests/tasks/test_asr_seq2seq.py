@@ -159,6 +159,32 @@ def test_a_pretrained_dir_gets_the_recipe_decoding_and_spec_augment(tmp_path, co
     assert processor.tokenizer.convert_ids_to_tokens(processor.tokenizer("x").input_ids[1]) == "<|fr|>"
 
 
+def test_a_pretrained_whisper_keeps_its_dropout_unless_the_recipe_sets_it(tmp_path, corpus, tiny_models):
+    """Recipe defaults (dropout 0, layerdrop 0, SpecAugment off) overwrote a checkpoint's own regularisation."""
+    import shutil
+
+    from transformers import AutoConfig
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_models["whisper"], base)
+    config = AutoConfig.from_pretrained(base)
+    config.update(dict(dropout=0.1, attention_dropout=0.1, encoder_layerdrop=0.1, apply_spec_augment=True,
+                       mask_time_prob=0.05))  # fmt: skip
+    config.save_pretrained(base)
+
+    def built(**keys):
+        raw = tiny_recipe(corpus, tmp_path, name_or_path=str(base), **keys)
+        del raw["model"]["init"], raw["model"]["preset"]
+        return TASK.build(recipe_from_dict(raw), {"text": ["hello"]})[0].config
+
+    c = built()
+    assert (c.dropout, c.attention_dropout, c.encoder_layerdrop, c.apply_spec_augment, c.mask_time_prob) == (
+        0.1, 0.1, 0.1, True, 0.05)  # fmt: skip
+    c = built(dropout=0.0, layerdrop=0.0, mask_time_prob=0.0)
+    assert (c.dropout, c.attention_dropout, c.encoder_layerdrop, c.apply_spec_augment, c.mask_time_prob) == (
+        0.0, 0.0, 0.0, False, 0.0)  # fmt: skip
+
+
 def test_cached_log_mel_gives_the_extractors_features_and_a_changed_clip_the_extractor(corpus):
     from slp_toolkit.data.prepare import prepare
     from slp_toolkit.data.splits import load_split
@@ -363,6 +389,23 @@ def test_a_test_split_is_scored_whole_with_clips_longer_than_the_window(tiny_mod
     (split / "metadata.csv").write_text(f'file_name,transcription\na.wav,{rows[0]["transcription"]}\nb.wav,"{text}"\n')
     assert main(["eval", str(tiny_models["whisper"]), "--data", str(split), "--output-dir", str(tmp_path / "ev")]) == 0
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n"] == 2
+
+
+def test_language_flag_decodes_a_multilingual_whisper_in_another_language(tmp_path, corpus, tiny_models, ctc_run,
+                                                                          caplog, capsys):  # fmt: skip
+    """A checkpoint imported or trained in English decodes Spanish speech as English unless told: --language."""
+    from slp_toolkit.cli import main
+
+    clip = next((corpus / "test").glob("*.flac"))
+    with caplog.at_level("INFO", logger="slp"):
+        assert main(["transcribe", str(tiny_models["whisper"]), str(clip), "--language", "spanish"]) == 0
+    assert "decoding in <|es|>" in caplog.text
+    for model, wrong, said in ((tiny_models["whisper"], "klingon", "not a Whisper language"),
+                               (ctc_run, "spanish", "--language is for Whisper models")):  # fmt: skip
+        capsys.readouterr()
+        assert main(["eval", str(model), "--data", str(corpus / "test"), "--language", wrong]) == 2
+        err = capsys.readouterr().err
+        assert said in err.splitlines()[-1] and err.count("error:") == 1  # (above it: transformers' loading bar)
 
 
 # ---------------------------------------------------------------- a real Whisper (OpenAI's tiny.en, imported from

@@ -80,6 +80,26 @@ def test_synthesis_is_repeatable_despite_prenet_dropout(tts_run):
     speaker = next(iter(processor.speakers))
     first, second = (TASK.predict(model, processor, [{"text": "hello", "speaker": speaker}])[0] for _ in range(2))
     assert np.array_equal(first["audio"], second["audio"]) and first["transcript"] is None
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    TASK.predict(model, processor, [{"text": "hello", "speaker": speaker}])
+    assert torch.equal(torch.rand(3), expected)  # the training loop's stream is left where it was
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the GPU generators: needs a GPU")
+def test_seeded_synthesis_leaves_the_gpu_generator_alone():
+    """torch.manual_seed inside fork_rng(devices=[]) reseeded the GPU's generator and never restored it."""
+    from slp_toolkit.tasks.tts import seeded
+
+    torch.cuda.manual_seed(5)
+    expected = torch.rand(3, device="cuda")
+    torch.cuda.manual_seed(5)
+    with seeded(torch.device("cuda:0")):
+        first = torch.rand(3, device="cuda")
+    with seeded(torch.device("cuda:0")):
+        assert torch.equal(torch.rand(3, device="cuda"), first)
+    assert torch.equal(torch.rand(3, device="cuda"), expected)
 
 
 def test_reduction_factor_from_the_recipe_sets_the_frame_multiple():
