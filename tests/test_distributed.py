@@ -75,6 +75,19 @@ def test_two_process_eval_equals_one_process_and_each_evaluates_its_shard(tmp_pa
     assert sum(f[0] for f in found.values()) == found[0][1] == len((one / "predictions.jsonl").read_text().splitlines())
 
 
+def test_a_sharded_whisper_generates_in_lockstep(tmp_path, tiny_models, corpus):
+    """Whisper's generate passes synced_gpus=False on: a process whose batch ends sooner stopped calling forward
+    while the other waited in a sharded layer's all-gather (the first evaluation under FSDP hung)."""
+    script = Path(__file__).with_name("sharded_eval.py")
+    split = str(corpus / "validation")
+    launch_two(str(script), str(tiny_models["whisper"]), split, str(tmp_path), "asr_seq2seq")
+    reference = tmp_path / "reference"
+    assert main(["eval", str(tiny_models["whisper"]), "--data", split, "--batch-seconds", "3",
+                 "--output-dir", str(reference)]) == 0  # fmt: skip
+    sharded, alone = (json.loads(p.read_text()) for p in (tmp_path / "metrics.json", reference / "metrics.json"))
+    assert sharded["n"] == alone["n"] and sharded["wer"] == pytest.approx(alone["wer"], abs=1e-6)
+
+
 def test_a_sharded_model_evaluates_in_lockstep_and_exports_whole(tmp_path, ctc_run, corpus):
     """FSDP2 on gloo: the shards' forward passes need every process (uneven shards would hang without
     lockstep), and the export gathers the full weights: equal to the model before sharding."""

@@ -44,9 +44,10 @@ def length_batches(
 
     Clips are shuffled, then sorted by length inside windows of ~50 batches, so batches hold similar
     lengths (little padding) while the order still changes every epoch; the batches of a window are
-    shuffled among themselves. Deterministic in (seed, epoch). Each batch size is rounded down to a
-    multiple of `multiple_of` (the process count), so every process gets an equal share of every
-    global batch. Streaming (below) cuts its windows with the same `bucket`.
+    shuffled among themselves. Deterministic in (seed, epoch). Each batch size is a multiple of
+    `multiple_of` (the process count), so every process gets an equal share of every global batch: the
+    clips over a multiple start the next batch, and only a window's last few (fewer than the process
+    count) are left out of that epoch. Streaming (below) cuts its windows with the same `bucket`.
     """
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(durations)) if shuffle else np.arange(len(durations))
@@ -61,25 +62,29 @@ def length_batches(
 
 
 def bucket(ids, durations, batch_seconds: float, max_batch_size: int, multiple_of: int, rng) -> list[list[int]]:
-    """One window: sort by length (longest first, ties by id), cut at the padded-seconds budget, shuffle."""
+    """One window: sort by length (longest first, ties by id), cut at the padded-seconds budget into batches of a
+    multiple of `multiple_of` clips, shuffle. A batch's clips over the multiple (its shortest) open the next
+    one, where they fit: fewer clips, none longer than the batch they left. Left out: the window's last
+    few, and a clip too long for `multiple_of` of it to fit the budget."""
     ids = np.asarray(ids)
     durations = np.asarray(durations, dtype=np.float64)
     order = np.lexsort((ids, -durations))
     batches: list[list[int]] = []
-    batch: list[int] = []
+    batch: list[int] = []  # positions in `durations`
     longest = 0.0
     for j in order:
         if batch and (longest * (len(batch) + 1) > batch_seconds or len(batch) >= max_batch_size):
-            batches.append(batch)
-            batch = []
+            keep = len(batch) - len(batch) % multiple_of
+            if keep:
+                batches.append([int(ids[k]) for k in batch[:keep]])
+            batch = batch[keep:] if keep else []
+            longest = float(durations[batch[0]]) if batch else 0.0
         if not batch:
             longest = float(durations[j])
-        batch.append(int(ids[j]))
-    if batch:
-        batches.append(batch)
-    if multiple_of > 1:
-        batches = [b[: len(b) - len(b) % multiple_of] for b in batches]
-        batches = [b for b in batches if b]
+        batch.append(int(j))
+    keep = len(batch) - len(batch) % multiple_of
+    if keep:
+        batches.append([int(ids[k]) for k in batch[:keep]])
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
@@ -123,6 +128,10 @@ class MapBatches:
             )
             if not batches:
                 raise UserError(f"no batch fits train.batch_seconds={c.batch_seconds} with {self.world} process(es)")
+            left = len(self.costs) - sum(len(b) for b in batches)
+            if left and self.rank == 0:  # the left-out change with every epoch's shuffle
+                log.info("epoch %d: %d of %d clips left out (each global batch holds a multiple of the %d processes)",
+                         epoch, left, len(self.costs), self.world)  # fmt: skip
             self._epoch = (epoch, batches)
         return self._epoch[1]
 

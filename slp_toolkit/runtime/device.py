@@ -131,6 +131,14 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
                         help="where the model runs: auto (the first GPU, else the CPU), cpu, cuda, cuda:N or mps")  # fmt: skip
 
 
+def is_sharded(model) -> bool:
+    """Whether the model's weights are split over processes (FSDP2: DTensor parameters), so that its forward, its
+    generate (every process decodes as many steps as the longest) and its export need every process."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters())
+
+
 def model_device(model):
     """The device of a model's weights (the first parameter's; CPU for a model without any)."""
     import torch

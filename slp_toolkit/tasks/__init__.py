@@ -168,6 +168,9 @@ class Task:
     report(model, processor, predictions, examples, dir, writer, step)   samples and plots of an evaluation
     preprocess_reads                                     the columns preprocess reads (None: all, audio too);
                                                          naming them keeps preparation from paging in the audio
+    lockstep_predict                                     False where predict cannot run on a model sharded over
+                                                         processes (SpeechT5's generate_speech has no synced mode:
+                                                         each process stops at its own length, and they hang)
     audio_is_input                                       False where the audio is the target (TTS): the
                                                          recipe's augment: section leaves it alone
     augment_changes_label                                augment: kinds that can change the label (emotion:
@@ -213,6 +216,7 @@ class Task:
     summarize: Callable[[Any], Any] = as_is
     report: Callable[..., None] | None = None
     preprocess_reads: tuple[str, ...] | None = None
+    lockstep_predict: bool = True
     audio_is_input: bool = True
     augment_changes_label: tuple[str, ...] = ()
     model_config: type = object

@@ -23,6 +23,7 @@ from slp_toolkit.config import ConfigError, ModelConfig, Recipe, rule
 from slp_toolkit.data.splits import column
 from slp_toolkit.data.whisper_mel import audio_key, cached_features, features, is_whisper, log_mel, packed_mel  # noqa: F401
 from slp_toolkit.metrics import asr_metrics, english_spelling, text_normalizer  # noqa: F401
+from slp_toolkit.runtime.device import is_sharded
 from slp_toolkit.runtime.loading import apply_settings, explicit_keys
 from slp_toolkit.synth.presets import WHISPER_PRESETS, check_preset, whisper_window
 from slp_toolkit.tasks import (
@@ -359,6 +360,9 @@ def timed(model, processor, examples: list[dict]) -> list[dict]:
     kwargs = dict(num_beams=gen.num_beams, max_new_tokens=limit,
                   no_repeat_ngram_size=getattr(gen, "no_repeat_ngram_size", None))  # fmt: skip
     kwargs["use_cache"] = True  # off in the config while training with gradient checkpointing
+    # FSDP: a process whose clips end sooner must keep running forwards for the others (Whisper's generate passes
+    # synced_gpus=False on, so transformers' own FSDP check never runs): without it the first evaluation hangs
+    kwargs["synced_gpus"] = is_sharded(model)
     _DECODED["language"] = "en"  # Moonshine and Whisper's *.en checkpoints are English-only
     if is_whisper(extractor):
         # a Hub checkpoint's own generation config has no language/task: Whisper then detects the language
@@ -415,8 +419,21 @@ def _generate(model, processor, waves: list[np.ndarray], kwargs: dict) -> list[s
         inputs = audio_batch(waves, extractor)
     inputs = {k: v.to(param.device, param.dtype) if v.is_floating_point() else v.to(param.device)
               for k, v in inputs.items()}  # fmt: skip
+    if kwargs.get("synced_gpus") and "input_features" in inputs:
+        inputs = {"encoder_outputs": _sharded_encoding(model, inputs["input_features"])}
     ids = model.generate(**inputs, **kwargs)
     return [text.strip() for text in processor.batch_decode(ids, skip_special_tokens=True)]
+
+
+def _sharded_encoding(model, features):
+    """The encoder's output through the model's own forward. Under FSDP2 generate would call the encoder directly,
+    past the root's pre-forward hook that gathers the root's own weights (conv front end, positions)."""
+    import torch
+    from transformers.modeling_outputs import BaseModelOutput
+
+    start = torch.full((len(features), 1), model.config.decoder_start_token_id, device=features.device)
+    out = model(input_features=features, decoder_input_ids=start)
+    return BaseModelOutput(last_hidden_state=out.encoder_last_hidden_state)
 
 
 # `metrics` sees no model: `predict` records the language it decoded in, to pick the normaliser.

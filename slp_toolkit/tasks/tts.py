@@ -399,6 +399,7 @@ TASK = register(
         # HF's SpeechT5 text-to-speech fine-tuning guide: 1e-5 (the pretrained model drifts at higher rates)
         learning_rates=LearningRates(scratch=3e-4, pretrained=1e-5, lora=1e-3),
         audio_is_input=False,
+        lockstep_predict=False,  # SpeechT5 generate_speech: no synced_gpus; under FSDP each process stops alone
         keep=keep,
         keep_why="a speaker without a vector, or text it cannot speak",
         summarize=summarize,

@@ -163,14 +163,6 @@ def export(model, processor, target: Path, state_dict: dict | None = None) -> No
         os.replace(tmp, target)
 
 
-def is_sharded(model) -> bool:
-    """Whether the model's weights are split over processes (FSDP2: DTensor parameters), so that its forward and
-    its export need every process."""
-    from torch.distributed.tensor import DTensor
-
-    return any(isinstance(p, DTensor) for p in model.parameters())
-
-
 def gathered_state_dict(model) -> dict:
     """A sharded model's full weights, gathered to the CPU of the main process (the others get {}): what a
     plain `save_pretrained` then writes. Every process must call it."""

@@ -14,7 +14,8 @@ from slp_toolkit.config import Recipe, UserError
 from slp_toolkit.data.batches import examples_at
 from slp_toolkit.inference.evaluate import evaluate_split, write_metrics
 from slp_toolkit.tasks import Task
-from slp_toolkit.training.checkpoint import copy_into, export, gathered_state_dict, is_sharded, save
+from slp_toolkit.runtime.device import is_sharded
+from slp_toolkit.training.checkpoint import copy_into, export, gathered_state_dict, save
 
 log = logging.getLogger("slp")
 
@@ -96,6 +97,11 @@ class Run:
     def evaluate(self) -> dict | None:
         """Every process predicts its shard of the eval split; the main process scores them (others: None)."""
         if self.eval_ds is None:
+            return None
+        if self.sharded and not self.task.lockstep_predict:
+            if self.acc.is_main_process and self.state.step <= self.cfg.eval_every:
+                log.warning("evaluation skipped: %s cannot predict with a model sharded over processes (FSDP); "
+                            "train with DDP to evaluate during training, or `slp eval` the saved model", self.task.name)  # fmt: skip
             return None
         model = self.acc.unwrap_model(self.model)
         state = self.acc.state if self.acc.num_processes > 1 else None

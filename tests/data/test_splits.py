@@ -159,8 +159,13 @@ def test_length_batches_budget_and_determinism():
     assert batches != length_batches(durations, 40, 16, seed=3, epoch=1)
     padded = sum(max(durations[b]) * len(b) for b in batches)
     assert padded / durations.sum() < 1.15  # little padding thanks to length grouping
-    two = length_batches(durations, 40, 16, seed=3, epoch=0, multiple_of=2)
-    assert all(len(b) % 2 == 0 for b in two)
+    for world in (2, 3):
+        shared = length_batches(durations, 40, 16, seed=3, epoch=0, multiple_of=world)
+        assert all(len(b) % world == 0 and max(durations[b]) * len(b) <= 40 for b in shared)
+        # DDP once cut every batch down to a multiple of the process count (here ~1 clip in 10 never trained);
+        # the clips over a multiple now open the next batch: only a window's last few are left out
+        left = 500 - sum(len(b) for b in shared)
+        assert left < world * 2, left  # 500 clips of ~5.5 s in 40-s batches are ~1.1 windows of 50 batches
 
 
 def test_synth_corpus_loads_through_the_data_layer(corpus):
