@@ -44,6 +44,12 @@ def model_loss(model, batch: dict):
     return model(**batch).loss
 
 
+def rows(batch: dict) -> int:
+    """The rows of a collated batch (its labels', else its first input's)."""
+    first = batch["labels"] if "labels" in batch else next(iter(batch.values()))
+    return len(first)
+
+
 def no_augment(example: dict, rng) -> dict:
     return example
 
@@ -148,6 +154,9 @@ class Task:
     predict(model, processor, examples) -> list          predictions for a list of examples
     metrics(predictions, examples) -> dict[str, float]   scores against the examples' references
     compute_loss(model, batch) -> scalar tensor          the training loss (default: model(**batch).loss)
+    loss_items(batch) -> int                             how many items compute_loss averages over (default: the
+                                                         batch's rows; Whisper: its label tokens), to weigh
+                                                         micro-batches by them in a global batch
     augment(example, rng) -> example                     training-time only changes (crops, noise...)
     pack(examples, processor, rng, model_config) -> list   a training batch's clips joined into fewer, fuller
                                                          model inputs (`data.pack`); None: the task has no
@@ -203,6 +212,7 @@ class Task:
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     lora_heads: tuple[str, ...] = ()
     compute_loss: Callable[[Any, dict], Any] = model_loss
+    loss_items: Callable[[dict], int] = rows
     augment: Callable[[dict, Any], dict] = no_augment
     pack: Callable[[list[dict], Any, Any, Any], list[dict]] | None = None
     keep: Callable[[dict, Any], bool] | None = None

@@ -341,6 +341,11 @@ def collate(examples: list[dict], processor) -> dict:
     return out
 
 
+def label_tokens(batch: dict) -> int:
+    """The tokens the cross-entropy averages over (padding is -100)."""
+    return int((batch["labels"] != -100).sum())
+
+
 # ---------------------------------------------------------------- decoding and scoring
 def predict(model, processor, examples: list[dict]) -> list[str]:
     """Batched `generate` with the saved language/task/beams; a clip longer than the window is cut at its
@@ -474,6 +479,7 @@ TASK = register(
         preprocess_reads=("text", "audio"),
         pack=pack,
         collate=collate,
+        loss_items=label_tokens,
         predict=predict,
         timed=timed,
         set_language=set_language,

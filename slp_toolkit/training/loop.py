@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,8 +130,13 @@ def _loop(run: Run, source, batches: Iterator, params: list) -> dict:
     model, optimizer = run.model, run.optimizer
     start, losses, nonfinite = time.perf_counter() - state.elapsed, [], 0
     bar = Progress(cfg, state) if accelerator.is_main_process else None
+    window: deque = deque()  # (batch, inputs, weight) of the micro-batches of this optimizer step
     while not run.finished(source.epochs_done(run.position)):
-        batch, cpu_inputs = next(batches)
+        if not window:
+            taken = [next(batches) for _ in range(cfg.grad_accum)]
+            weights = loss_weights(task, [inputs for _, inputs in taken], accelerator)
+            window.extend((b, i, w) for (b, i), w in zip(taken, weights, strict=True))
+        batch, cpu_inputs, weight = window.popleft()
         inputs = {k: v.to(accelerator.device, non_blocking=True) for k, v in cpu_inputs.items()}
         run.position = batch.position
         with accelerator.accumulate(model):
@@ -139,7 +145,7 @@ def _loop(run: Run, source, batches: Iterator, params: list) -> dict:
                 group["lr"] = cfg.learning_rate * lr_factor(cfg, progress)
             loss = task.compute_loss(model, inputs)
             loss_value = accelerator.reduce(loss.detach(), "mean").item()  # the same on every rank
-            finite = _update(accelerator, optimizer, loss, params, cfg) if math.isfinite(loss_value) else False
+            finite = _update(accelerator, optimizer, loss * weight, params, cfg) if math.isfinite(loss_value) else False
             optimizer.zero_grad(set_to_none=True)
         nonfinite = 0 if finite else nonfinite + 1
         state.skipped_steps += not finite
@@ -168,6 +174,20 @@ def _loop(run: Run, source, batches: Iterator, params: list) -> dict:
     if bar is not None:
         bar.close(state, progress_of(cfg, state, source.epochs_done(run.position)))
     return run.finish()
+
+
+def loss_weights(task, window: list[dict], accelerator) -> list[float]:
+    """What each micro-batch's mean loss is multiplied by, so that the step's gradient is that of the mean over
+    every item (label token, utterance: task.loss_items) of the global batch, all accumulation steps and
+    processes together. A mean of per-micro-batch means made a short batch's items weigh more (transformers
+    fixed the same in 4.46 with num_items_in_batch). Accelerate divides by the accumulation steps and DDP/FSDP
+    average over processes: both undone here. One process, no accumulation: 1.0."""
+    items = [float(task.loss_items(inputs)) for inputs in window]
+    total = torch.tensor(sum(items), device=accelerator.device)
+    if accelerator.num_processes > 1:
+        total = accelerator.reduce(total, "sum")
+    total, parts = max(float(total), 1.0), accelerator.num_processes * len(window)
+    return [n * parts / total for n in items]
 
 
 def _resume_wanted(out: Path, resume: bool) -> bool:

@@ -278,3 +278,45 @@ def test_a_log_file_gets_plain_progress_lines_not_carriage_returns(tmp_path, cor
     loud = subprocess.run([*SLP, "train", str(recipe), "--resume"], capture_output=True, text=True,
                           env={**env, "SLP_LOG_LEVEL": "shouting"})  # fmt: skip
     assert loud.returncode == 2 and "SLP_LOG_LEVEL=SHOUTING" in loud.stderr
+
+
+def test_accumulated_micro_batches_weigh_their_label_tokens_as_one_batch():
+    """Under gradient accumulation each micro-batch's loss was its own mean, so a batch of 3 label tokens
+    weighed as much as one of 40; the step's gradient must be that of the whole global batch's token mean."""
+    import torch
+    from accelerate import Accelerator
+
+    from slp_toolkit.synth.scratch import build_whisper
+    from slp_toolkit.tasks import get_task
+    from slp_toolkit.training.loop import loss_weights
+
+    task = get_task("asr_seq2seq")
+    model, _ = build_whisper("tiny", "english", "transcribe")
+    torch.manual_seed(0)
+    frames = model.config.max_source_positions * 2
+
+    def batch(n: int, tokens: int) -> dict:
+        labels = torch.randint(50, 100, (n, tokens))
+        labels[1:, tokens // 4 :] = -100  # rows of unequal length
+        return {"input_features": torch.randn(n, model.config.num_mel_bins, frames), "labels": labels}
+
+    short, long = batch(2, 4), batch(3, 48)
+    whole = {"input_features": torch.cat([short["input_features"], long["input_features"]]),
+             "labels": torch.nn.functional.pad(short["labels"], (0, 44), value=-100)}  # fmt: skip
+    whole["labels"] = torch.cat([whole["labels"], long["labels"]])
+
+    def grads(weighted: bool) -> torch.Tensor:
+        model.zero_grad()
+        acc = Accelerator(gradient_accumulation_steps=2, cpu=True)
+        weights = loss_weights(task, [short, long], acc) if weighted else [1.0, 1.0]
+        for micro, w in zip([short, long], weights, strict=True):
+            with acc.accumulate(model):
+                acc.backward(task.compute_loss(model, micro) * w)
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    model.train(False)  # no dropout: the same function in every pass
+    model.zero_grad()
+    task.compute_loss(model, whole).backward()
+    expected = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    assert torch.allclose(grads(True), expected, atol=1e-6, rtol=1e-4)
+    assert not torch.allclose(grads(False), expected, atol=1e-6, rtol=1e-4)  # the old mean of means
