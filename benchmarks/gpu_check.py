@@ -181,7 +181,7 @@ def _ctc_peer(twin: Path, recipe: dict):
     from transformers import Trainer, Wav2Vec2ForCTC
 
     from slp_toolkit.data.text import ctc_vocab, normalize_text
-    from slp_toolkit.synth.scratch import ctc_processor
+    from slp_toolkit.runtime.scratch import ctc_processor
 
     texts = [normalize_text(c["text"]) for c in clips(Path(SPEC["corpus"]), recipe["data"]["max_seconds"])]
     vocab, _ = ctc_vocab(texts)
@@ -219,7 +219,7 @@ def inference(spec: dict, models: dict[str, Path]) -> list[dict]:
     """Every inference command on the device: where the model ran (its own log line), wall time and real-time
     factor over the test split. CTC and Whisper are the trained full-size outputs when those jobs ran, else tiny
     checkpoints (as are emotion and TTS, whose quality is not the point here)."""
-    from slp_toolkit.synth.scratch import write_tiny_checkpoints
+    from slp_toolkit.synth.tiny import write_tiny_checkpoints
 
     tiny = write_tiny_checkpoints(Path(spec["work"]) / "tiny")
     test = Path(spec["corpus"]) / "test"

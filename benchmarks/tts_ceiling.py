@@ -22,7 +22,7 @@ from slp_toolkit.data.prepare import usable
 from slp_toolkit.data.splits import load_split
 from slp_toolkit.inference.evaluate import evaluate_split, examples_at
 from slp_toolkit.metrics import asr_metrics, mel_cepstral_distortion
-from slp_toolkit.synth.scratch import speecht5_processor
+from slp_toolkit.runtime.scratch import speecht5_processor
 from slp_toolkit.tasks.tts import judge
 from slp_toolkit.tasks.tts_audio import griffin_lim
 

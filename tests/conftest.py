@@ -60,7 +60,7 @@ def emotion_corpus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Tiny random-init checkpoints with real processors, written once per test session."""
-    from slp_toolkit.synth.scratch import write_tiny_checkpoints
+    from slp_toolkit.synth.tiny import write_tiny_checkpoints
 
     return write_tiny_checkpoints(tmp_path_factory.mktemp("tiny"))
 

@@ -13,9 +13,8 @@ from torch.distributed.fsdp import fully_shard
 
 from slp_toolkit.config import DataConfig
 from slp_toolkit.inference.evaluate import evaluate_split, load_for_eval
-from slp_toolkit.runtime.device import process_state
+from slp_toolkit.runtime.device import is_sharded, process_state
 from slp_toolkit.tasks import get_task
-from slp_toolkit.runtime.device import is_sharded
 from slp_toolkit.training.checkpoint import export, gathered_state_dict
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -26,7 +25,11 @@ task = get_task(name)
 cfg = DataConfig(min_seconds=0.0, max_seconds=60.0, normalize_text=False)
 with state.main_process_first():
     model, processor, ds = load_for_eval(task, model_dir, split, cfg, device="cpu")
-layers = [*model.model.encoder.layers, *model.model.decoder.layers] if name == "asr_seq2seq" else model.wav2vec2.encoder.layers
+layers = (
+    [*model.model.encoder.layers, *model.model.decoder.layers]
+    if name == "asr_seq2seq"
+    else model.wav2vec2.encoder.layers
+)
 for layer in layers:
     fully_shard(layer)
 fully_shard(model)

@@ -37,7 +37,7 @@ def emotion_model(tmp_path_factory) -> Path:
     """An untrained tiny classifier: the Emotion tab needs its labels and probabilities, not accuracy."""
     import torch
 
-    from slp_toolkit.synth.scratch import build_audio_classifier
+    from slp_toolkit.runtime.scratch import build_audio_classifier
 
     torch.manual_seed(0)
     model, extractor = build_audio_classifier(LABELS)

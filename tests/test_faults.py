@@ -310,7 +310,7 @@ def test_training_on_the_zoo_skips_and_counts_every_bad_row(zoo, tmp_path, capsy
 def test_eval_transcribe_and_classify_take_the_zoo(zoo, ctc_run, tmp_path, capsys):
     import torch
 
-    from slp_toolkit.synth.scratch import build_audio_classifier
+    from slp_toolkit.runtime.scratch import build_audio_classifier
 
     assert main(["eval", str(ctc_run), "--data", str(zoo), "--output-dir", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())

@@ -7,11 +7,4 @@ the position to resume from), augment (on-the-fly noise, reverb, speed...), pack
 windows), segment (long audio cut at its pauses), whisper_mel (Whisper's log-mel computed once), text
 (transcript normalisation and CTC vocabularies), report (`slp data inspect` / `manifest`). It imports errors,
 config and runtime, never tasks, training, inference or the fronts.
-
-`from slp_toolkit.data import load_split` (the module before the split into a folder) still works.
 """
-
-from slp_toolkit import forward_names
-
-# the names slp_toolkit.data had when it was one module (notebooks import them from here)
-__getattr__ = forward_names(__name__, "slp_toolkit.data.splits")

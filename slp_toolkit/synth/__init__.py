@@ -1,8 +1,8 @@
 """Test-and-demo tooling, apart from the product (train / evaluate / serve / data):
 
 - corpus, sentences, espeak: the synthetic espeak-ng speech corpus (`slp data synth`);
-- scratch (tokenizer: runtime/whisper_vocab): randomly initialised models with real processors (`model.init: scratch`,
-  `slp tiny`), the only part the product reaches into;
+- tiny: tiny random checkpoints with real processors (`slp tiny`), built by the product's scratch builders
+  (runtime/scratch.py, `model.init: scratch`); nothing of the product imports this folder but the CLI's commands;
 - twins: full-size random twins of Hub checkpoints (`slp tiny --full-size`);
 - families: tiny random checkpoints of every family transformers maps to the tasks (`slp tiny --family`).
 """
@@ -30,7 +30,7 @@ def checkpoints(out: str | Path, full_size: list[str] | None = None, family: lis
         _known(names, TWINS, "--full-size", "no twin of it")
         yield from (f"{name}: {write_twin(name, out)}" for name in names)
     else:
-        from slp_toolkit.synth.scratch import write_tiny_checkpoints
+        from slp_toolkit.synth.tiny import write_tiny_checkpoints
 
         yield from (f"{name}: {path}" for name, path in write_tiny_checkpoints(out).items())
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
+from slp_toolkit.runtime.presets import CTC_PRESETS, WHISPER_PRESETS
 from slp_toolkit.runtime.storage import save_pretrained
-from slp_toolkit.synth.presets import CTC_PRESETS, WHISPER_PRESETS
 
 _BLOCK = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 # the wav2vec2 family's tiny preset (320x downsampling, like the real bases), minus what only wav2vec2 reads
@@ -118,7 +118,7 @@ def write_family(model_type: str, head: str, out: str | Path) -> Path:
         raise ValueError(f"no tiny shape for {model_type!r} (have: {', '.join(SHAPES)})")
     path = Path(out) / f"{model_type}-{head}"
     if head == "seq2seq" and model_type == "whisper":  # the real multilingual tokenizer comes with the preset
-        from slp_toolkit.synth.scratch import build_whisper
+        from slp_toolkit.runtime.scratch import build_whisper
 
         torch.manual_seed(0)
         return save_pretrained(path, *build_whisper("tiny"))

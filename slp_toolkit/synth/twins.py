@@ -95,7 +95,7 @@ SPEECHT5_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789
 def wav2vec2_base() -> tuple:
     from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
 
-    from slp_toolkit.synth.scratch import wav2vec2_extractor
+    from slp_toolkit.runtime.scratch import wav2vec2_extractor
 
     return Wav2Vec2ForPreTraining(Wav2Vec2Config(**W2V_BASE)), wav2vec2_extractor(return_attention_mask=False)
 
@@ -103,7 +103,7 @@ def wav2vec2_base() -> tuple:
 def wav2vec2_base_960h() -> tuple:
     from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2ForCTC, Wav2Vec2Processor
 
-    from slp_toolkit.synth.scratch import wav2vec2_extractor
+    from slp_toolkit.runtime.scratch import wav2vec2_extractor
 
     with tempfile.TemporaryDirectory() as tmp:
         vocab = Path(tmp) / "vocab.json"
@@ -121,7 +121,7 @@ def wav2vec2_base_960h() -> tuple:
 def whisper(size: str) -> tuple:
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-    from slp_toolkit.synth.scratch import WHISPER_TOKEN_SETTINGS, whisper_generation_config, whisper_processor
+    from slp_toolkit.runtime.scratch import WHISPER_TOKEN_SETTINGS, whisper_generation_config, whisper_processor
 
     shape = WHISPER[size]
     config = WhisperConfig(
@@ -153,7 +153,7 @@ def whisper(size: str) -> tuple:
 def speecht5_tts() -> tuple:
     from transformers import AddedToken, SpeechT5Config, SpeechT5ForTextToSpeech
 
-    from slp_toolkit.synth.scratch import speecht5_processor
+    from slp_toolkit.runtime.scratch import speecht5_processor
 
     processor = speecht5_processor([SPEECHT5_CHARS])
     processor.tokenizer.add_tokens([AddedToken("<mask>", special=True), AddedToken("<ctc_blank>", special=True)])
@@ -198,7 +198,7 @@ def parakeet_ctc_06b() -> tuple:
 def whisper_large_v3_turbo() -> tuple:
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-    from slp_toolkit.synth.scratch import WHISPER_TOKEN_SETTINGS, whisper_generation_config, whisper_processor
+    from slp_toolkit.runtime.scratch import WHISPER_TOKEN_SETTINGS, whisper_generation_config, whisper_processor
 
     processor = whisper_processor(language=None, task="transcribe", num_mel_bins=128, languages=100)
     config = WhisperConfig(**{**WHISPER_TOKEN_SETTINGS, "vocab_size": len(processor.tokenizer)}, d_model=1280,
@@ -217,7 +217,7 @@ def whisper_large_v3_turbo() -> tuple:
 def moonshine_base() -> tuple:
     from transformers import MoonshineConfig, MoonshineForConditionalGeneration, Wav2Vec2Processor
 
-    from slp_toolkit.synth.scratch import wav2vec2_extractor
+    from slp_toolkit.runtime.scratch import wav2vec2_extractor
 
     tokenizer = _learnt_tokenizer(4096, "byte")
     config = MoonshineConfig(hidden_size=416, intermediate_size=1664, encoder_num_hidden_layers=8,
@@ -233,7 +233,7 @@ def moonshine_base() -> tuple:
 def wavlm_base_plus() -> tuple:
     from transformers import WavLMConfig, WavLMModel
 
-    from slp_toolkit.synth.scratch import wav2vec2_extractor
+    from slp_toolkit.runtime.scratch import wav2vec2_extractor
 
     shape = {k: v for k, v in W2V_BASE.items() if k != "vocab_size"}
     extractor = wav2vec2_extractor(return_attention_mask=True)

@@ -14,7 +14,7 @@ from slp_toolkit.data.splits import column
 from slp_toolkit.data.text import ctc_vocab, decodes_ctc, fit_case, report_unknown_chars
 from slp_toolkit.metrics import asr_metrics
 from slp_toolkit.runtime.loading import CONFIG_KEYS, apply_settings, config_parts, explicit_keys
-from slp_toolkit.synth.presets import CTC_PRESETS, check_preset
+from slp_toolkit.runtime.presets import CTC_PRESETS, check_preset
 from slp_toolkit.tasks import (
     LearningRates,
     ModelLoadError,
@@ -71,7 +71,7 @@ def _settings(cfg: CtcModelConfig) -> dict:
 
 
 def build(recipe: Recipe, train_ds) -> tuple:
-    from slp_toolkit.synth import scratch
+    from slp_toolkit.runtime import scratch
 
     cfg: CtcModelConfig = recipe.model
     texts = column(train_ds, "text")
@@ -136,7 +136,7 @@ def _pretrained_processor(name: str, texts: list[str], new_vocab: bool = False):
     `new_vocab`, a character tokenizer built from the training text."""
     from transformers import AutoFeatureExtractor, AutoTokenizer, Wav2Vec2Processor
 
-    from slp_toolkit.synth import scratch
+    from slp_toolkit.runtime import scratch
 
     extractor = load_or_fail(AutoFeatureExtractor.from_pretrained, name, "feature extractor")
     try:

@@ -1,7 +1,7 @@
 """Task asr_seq2seq: encoder-decoder speech recognition, Whisper and Moonshine.
 
 The model comes from a Hub name (`openai/whisper-tiny` ... `-large-v3-turbo`, `UsefulSensors/moonshine-base`),
-a local dir, or a Whisper scratch preset (`slp_toolkit.synth.scratch.build_whisper`). The recipe's language
+a local dir, or a Whisper scratch preset (`slp_toolkit.runtime.scratch.build_whisper`). The recipe's language
 and task (Whisper's prefix tokens), beam count, token budget and repetition guard are written into the
 model's generation config, so evaluation during training, `slp eval` and a plain `transformers.pipeline` on
 the output dir all decode the same way. Whisper's log-mel is cached at preparation (whisper_mel.py);
@@ -25,7 +25,7 @@ from slp_toolkit.data.whisper_mel import audio_key, cached_features, features, i
 from slp_toolkit.metrics import asr_metrics, english_spelling, text_normalizer  # noqa: F401
 from slp_toolkit.runtime.device import is_sharded
 from slp_toolkit.runtime.loading import apply_settings, explicit_keys
-from slp_toolkit.synth.presets import WHISPER_PRESETS, check_preset, whisper_window
+from slp_toolkit.runtime.presets import WHISPER_PRESETS, check_preset, whisper_window
 from slp_toolkit.tasks import (
     LearningRates,
     ModelLoadError,
@@ -89,7 +89,7 @@ def _config_overrides(cfg: Seq2SeqModelConfig, scratch: bool = False) -> dict:
 
 
 def build(recipe: Recipe, train_ds) -> tuple:
-    from slp_toolkit.synth import scratch
+    from slp_toolkit.runtime import scratch
 
     cfg: Seq2SeqModelConfig = recipe.model
     name = cfg.name_or_path or f"scratch:{cfg.preset}"

@@ -26,7 +26,7 @@ from slp_toolkit.config import ModelConfig, Recipe, UserError
 from slp_toolkit.data.splits import change_speed, column
 from slp_toolkit.metrics import classification_metrics
 from slp_toolkit.runtime.loading import apply_settings, explicit_keys
-from slp_toolkit.synth.presets import CTC_PRESETS, WHISPER_PRESETS, check_preset
+from slp_toolkit.runtime.presets import CTC_PRESETS, WHISPER_PRESETS, check_preset
 from slp_toolkit.tasks import (
     LearningRates,
     ModelLoadError,
@@ -112,7 +112,7 @@ def _regularisation(model_type: str, cfg: EmotionModelConfig) -> dict:
 
 
 def build(recipe: Recipe, train_ds) -> tuple:
-    from slp_toolkit.synth import scratch
+    from slp_toolkit.runtime import scratch
 
     cfg: EmotionModelConfig = recipe.model
     seen = [str(x) for x in column(train_ds, "label")]

@@ -31,7 +31,7 @@ import numpy as np
 from slp_toolkit.config import ModelConfig, Recipe, rule
 from slp_toolkit.data.splits import column
 from slp_toolkit.metrics import asr_metrics, mel_cepstral_distortion
-from slp_toolkit.synth.presets import SPEECHT5_PRESETS, check_preset
+from slp_toolkit.runtime.presets import SPEECHT5_PRESETS, check_preset
 from slp_toolkit.tasks import LearningRates, ModelLoadError, Tab, Task, load_or_fail, no_grad, register, tts_audio
 
 log = logging.getLogger("slp")
@@ -112,7 +112,7 @@ class TtsModelConfig(ModelConfig):
 
 def build(recipe: Recipe, train_ds) -> tuple:
     from slp_toolkit.data.splits import cache_root
-    from slp_toolkit.synth import scratch
+    from slp_toolkit.runtime import scratch
 
     cfg: TtsModelConfig = recipe.model
     texts = column(train_ds, "raw_text")

@@ -13,8 +13,8 @@ import torch
 from slp_toolkit.config import Recipe, UserError
 from slp_toolkit.data.batches import examples_at
 from slp_toolkit.inference.evaluate import evaluate_split, write_metrics
-from slp_toolkit.tasks import Task
 from slp_toolkit.runtime.device import is_sharded
+from slp_toolkit.tasks import Task
 from slp_toolkit.training.checkpoint import copy_into, export, gathered_state_dict, save
 
 log = logging.getLogger("slp")

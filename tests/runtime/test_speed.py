@@ -9,8 +9,8 @@ import pytest
 import torch
 from helpers import SLP, write_recipe
 
+from slp_toolkit.runtime.scratch import build_ctc
 from slp_toolkit.runtime.speed import bf16_supported_on_cpu, compile_front_end
-from slp_toolkit.synth.scratch import build_ctc
 
 VOCAB = list("abcdefghijklmnopqrstuvwxyz' ")
 

@@ -25,7 +25,7 @@ REAL_WEIGHTS = {
 
 @pytest.fixture(scope="module")
 def tiny_hf(tmp_path_factory):
-    from slp_toolkit.synth.scratch import build_whisper
+    from slp_toolkit.runtime.scratch import build_whisper
 
     torch.manual_seed(0)
     model, processor = build_whisper("tiny")

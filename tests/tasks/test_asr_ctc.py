@@ -93,7 +93,7 @@ def test_a_three_minute_file_scores_like_its_clips_one_by_one():
 
 def test_word_timestamps_follow_the_greedy_path():
     """Repeats merge, blanks split a doubled letter, the delimiter ends a word; times are frame * 20 ms."""
-    from slp_toolkit.synth.scratch import ctc_processor
+    from slp_toolkit.runtime.scratch import ctc_processor
 
     tok = ctc_processor(list("abcdehlo")).tokenizer
     path = [tok.pad_token_id if ch == "_" else tok.convert_tokens_to_ids(ch) for ch in "_hhe_l_lo__||_aab_c__"]

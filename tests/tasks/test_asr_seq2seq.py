@@ -79,7 +79,7 @@ def test_training_eval_slp_eval_and_pipeline_agree(trained, corpus):
 
 
 def test_labels_carry_the_prefix_and_pad_with_minus_100():
-    from slp_toolkit.synth.scratch import whisper_processor
+    from slp_toolkit.runtime.scratch import whisper_processor
 
     processor = whisper_processor("english", "transcribe", chunk_length=8)
     tok = processor.tokenizer
@@ -127,7 +127,7 @@ def test_english_and_basic_normalisers_by_language():
 
 
 def test_a_clip_longer_than_the_window_is_decoded_in_pieces_between_its_pauses(corpus):
-    from slp_toolkit.synth.scratch import build_whisper
+    from slp_toolkit.runtime.scratch import build_whisper
 
     torch.manual_seed(0)
     model, processor = build_whisper("tiny")
@@ -188,7 +188,7 @@ def test_a_pretrained_whisper_keeps_its_dropout_unless_the_recipe_sets_it(tmp_pa
 def test_cached_log_mel_gives_the_extractors_features_and_a_changed_clip_the_extractor(corpus):
     from slp_toolkit.data.prepare import prepare
     from slp_toolkit.data.splits import load_split
-    from slp_toolkit.synth.scratch import build_whisper
+    from slp_toolkit.runtime.scratch import build_whisper
 
     _, processor = build_whisper("tiny")
     extractor = processor.feature_extractor  # an 8 s window
@@ -227,7 +227,7 @@ def test_packed_windows_hold_every_clip_once_with_its_transcript_and_cached_fram
 
     from slp_toolkit.data.prepare import prepare
     from slp_toolkit.data.splits import load_split
-    from slp_toolkit.synth.scratch import build_whisper
+    from slp_toolkit.runtime.scratch import build_whisper
 
     model, processor = build_whisper("tiny")  # an 8 s window, 64 label positions
     ext, hop = processor.feature_extractor, processor.feature_extractor.hop_length
@@ -331,7 +331,7 @@ def test_whisper_defaults_follow_the_fine_tuning_guides(tmp_path):
 def test_labels_are_prepared_again_when_the_language_changes():
     """The preparation cache is keyed on the processor: its language/task tokens are part of the labels."""
     from slp_toolkit.data.prepare import processor_fingerprint
-    from slp_toolkit.synth.scratch import build_whisper
+    from slp_toolkit.runtime.scratch import build_whisper
 
     _, english = build_whisper("tiny", "english", "transcribe")
     _, french = build_whisper("tiny", "french", "transcribe")
@@ -343,7 +343,7 @@ def test_labels_are_prepared_again_when_the_language_changes():
 def test_a_loop_stops_at_the_audios_token_budget_and_the_ngram_guard_reaches_generate(tmp_path):
     """A random tiny Whisper loops on a token: it stops at 10 tokens per second of audio + 20, not at
     max_new_tokens; the n-gram guard, when a recipe asks for it, breaks the loop and is saved."""
-    from slp_toolkit.synth.scratch import build_whisper
+    from slp_toolkit.runtime.scratch import build_whisper
 
     torch.manual_seed(0)
     model, processor = build_whisper("tiny", "english", "transcribe")
@@ -452,7 +452,7 @@ def test_language_settings_that_cannot_agree_are_one_line(real_tiny_en):
     """French on an English-only checkpoint was silently ignored; `language: null` on a multilingual one trained
     labels without a language token while generate() inserted a detected one."""
     from slp_toolkit.runtime.loading import ModelLoadError
-    from slp_toolkit.synth.scratch import build_whisper
+    from slp_toolkit.runtime.scratch import build_whisper
     from slp_toolkit.tasks import asr_seq2seq
 
     def cfg(name: str, **keys):
@@ -478,3 +478,32 @@ def test_whisper_inference_batches_count_clips():
         device = torch.device("cpu")
 
     assert default_batch_seconds(OnCpu(), 30.0) == 240.0 and default_batch_seconds(OnCpu()) == 16.0
+
+
+def test_a_fine_tuned_whisper_still_gives_timestamps(real_tiny_en, corpus, tmp_path, capsys):
+    """transformers #30148: Whisper fine-tuned on <|notimestamps|> labels lost its timestamps. `slp transcribe
+    --json` gives chunk times after a fine-tune, and the saved generation config keeps what plain pipeline()
+    needs for Whisper's own timestamp tokens."""
+    import json
+
+    import soundfile as sf
+    from transformers import pipeline
+
+    from slp_toolkit.cli import main
+
+    raw = tiny_recipe(corpus, tmp_path / "run", name_or_path=str(real_tiny_en))
+    del raw["model"]["init"], raw["model"]["preset"]
+    raw["data"].update(max_seconds=30, max_eval_samples=2)
+    raw["train"].update(learning_rate=1e-5, max_steps=2, eval_every=2, batch_seconds=60)
+    (tmp_path / "r.yaml").write_text(json.dumps(raw))
+    assert main(["train", str(tmp_path / "r.yaml")]) == 0
+    clip = tmp_path / "said.wav"
+    sf.write(clip, _speak("good morning. the meeting starts at nine."), 16000)
+    capsys.readouterr()
+    assert main(["transcribe", str(tmp_path / "run"), str(clip), "--json"]) == 0
+    found = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert "morning" in found["text"].lower() and found["chunks"][0]["end"] > found["chunks"][0]["start"] == 0.0
+    pipe = pipeline("automatic-speech-recognition", model=str(tmp_path / "run"), device="cpu")
+    chunks = pipe(str(clip), return_timestamps=True)["chunks"]
+    assert chunks and all(c["timestamp"][0] is not None for c in chunks), chunks
+    assert "morning" in " ".join(c["text"] for c in chunks).lower()

@@ -15,7 +15,7 @@ from helpers import losses, plain_pipeline
 
 from slp_toolkit.cli import main
 from slp_toolkit.config import LoraConfig, recipe_from_dict
-from slp_toolkit.synth import scratch
+from slp_toolkit.runtime import scratch
 from slp_toolkit.tasks import get_task
 from slp_toolkit.tasks.emotion import (
     LabelError,

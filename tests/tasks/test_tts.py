@@ -15,7 +15,7 @@ from helpers import losses
 from slp_toolkit.cli import main
 from slp_toolkit.config import recipe_from_dict
 from slp_toolkit.metrics import dtw_path, mel_cepstral_distortion
-from slp_toolkit.synth import scratch
+from slp_toolkit.runtime import scratch
 from slp_toolkit.tasks import get_task, tts_audio
 from slp_toolkit.tasks.tts import TtsProcessor
 

@@ -286,7 +286,7 @@ def test_accumulated_micro_batches_weigh_their_label_tokens_as_one_batch():
     import torch
     from accelerate import Accelerator
 
-    from slp_toolkit.synth.scratch import build_whisper
+    from slp_toolkit.runtime.scratch import build_whisper
     from slp_toolkit.tasks import get_task
     from slp_toolkit.training.loop import loss_weights
 

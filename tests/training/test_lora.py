@@ -140,7 +140,7 @@ def test_lora_ctc_on_a_local_pretrained_base_keeps_the_new_head_trainable(tmp_pa
 
 def test_lora_with_gradient_checkpointing_reaches_adapters_in_encoder_and_decoder():
     from slp_toolkit.config import LoraConfig
-    from slp_toolkit.synth.scratch import build_whisper
+    from slp_toolkit.runtime.scratch import build_whisper
     from slp_toolkit.training.lora import apply_lora
 
     torch.manual_seed(0)
@@ -195,7 +195,7 @@ def test_lora_two_process_ddp_matches_one_process(tmp_path, corpus):
 
 def test_a_missing_target_module_is_one_line_naming_the_choices():
     from slp_toolkit.config import ConfigError, LoraConfig
-    from slp_toolkit.synth.scratch import build_ctc
+    from slp_toolkit.runtime.scratch import build_ctc
     from slp_toolkit.training.lora import apply_lora
 
     model, _ = build_ctc(list("abc "), "tiny")

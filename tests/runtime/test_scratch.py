@@ -19,8 +19,8 @@ from transformers import (
     pipeline,
 )
 
-from slp_toolkit.runtime import whisper_vocab
-from slp_toolkit.synth import scratch
+from slp_toolkit.runtime import scratch, whisper_vocab
+from slp_toolkit.synth import tiny as tiny_ckpts
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +30,7 @@ def _offline(monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return scratch.write_tiny_checkpoints(tmp_path_factory.mktemp("tiny"))
+    return tiny_ckpts.write_tiny_checkpoints(tmp_path_factory.mktemp("tiny"))
 
 
 def _audio(seconds: float = 1.0) -> np.ndarray:
@@ -50,7 +50,7 @@ def test_writes_every_checkpoint_deterministically(tiny, tmp_path):
         "wav2vec2-emotion",
         "whisper-emotion",
     }
-    again = scratch.write_tiny_checkpoints(tmp_path)
+    again = tiny_ckpts.write_tiny_checkpoints(tmp_path)
     for name, path in tiny.items():
         assert (path / "config.json").is_file()
         assert (path / "model.safetensors").read_bytes() == (again[name] / "model.safetensors").read_bytes(), name
@@ -152,9 +152,9 @@ def test_emotion_checkpoints_classify(tiny, name):
     model = AutoModelForAudioClassification.from_pretrained(tiny[name])
     extractor = AutoFeatureExtractor.from_pretrained(tiny[name])
     inputs = extractor(_audio(), sampling_rate=16000, return_tensors="pt")
-    assert model(**inputs).logits.shape == (1, len(scratch.EMOTIONS))
+    assert model(**inputs).logits.shape == (1, len(tiny_ckpts.EMOTIONS))
     result = pipeline("audio-classification", model=str(tiny[name]))(_silence())
-    assert {r["label"] for r in result} == set(scratch.EMOTIONS)
+    assert {r["label"] for r in result} == set(tiny_ckpts.EMOTIONS)
 
 
 def test_speecht5_checkpoints_load_and_run(tiny):
@@ -190,7 +190,7 @@ def test_presets_build_and_run(preset):
     whisper, processor = scratch.build_whisper(preset)
     features = processor(audio=_audio(), sampling_rate=16000, return_tensors="pt").input_features
     assert whisper.generate(features, max_new_tokens=2).shape[0] == 1
-    tts, processor = scratch.build_speecht5(scratch.DEFAULT_TEXTS[:5], preset)
+    tts, processor = scratch.build_speecht5(tiny_ckpts.DEFAULT_TEXTS[:5], preset)
     ids = processor(text="a rod", return_tensors="pt").input_ids
     spectrogram = tts.generate_speech(ids, torch.zeros(1, 512), maxlenratio=2.0)
     assert spectrogram.shape[-1] == 80

@@ -1,8 +1,7 @@
 """Randomly initialised speech models with real processors, built from size presets.
 
-Two users: recipes with ``model.init: scratch`` (``build_ctc(vocab, "small")`` and friends) and
-``slp tiny OUT`` (:func:`write_tiny_checkpoints`), whose directories tests load offline with plain
-``from_pretrained(dir)``. Every builder takes seconds on a CPU and touches no network. Builders do not
+Used by recipes with ``model.init: scratch`` (``build_ctc(vocab, "small")`` and friends) and by ``slp tiny
+OUT`` (slp_toolkit/synth/tiny.py), whose directories tests load offline with plain ``from_pretrained(dir)``. Every builder takes seconds on a CPU and touches no network. Builders do not
 seed: callers set ``torch.manual_seed`` for reproducible weights.
 
 The Whisper tokenizer is the real multilingual one (ids match openai/whisper-tiny): see whisper_vocab.py.
@@ -13,11 +12,9 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import sentencepiece as spm
-import torch
 from transformers import (
     GenerationConfig,
     HubertConfig,
@@ -47,50 +44,13 @@ from transformers import (
 )
 from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
-from slp_toolkit.runtime.storage import save_pretrained
+from slp_toolkit.runtime.presets import CTC_PRESETS, HIFIGAN_PRESETS, SPEECHT5_PRESETS, WHISPER_PRESETS
 from slp_toolkit.runtime.whisper_vocab import (
     WHISPER_EOT_ID,
     WHISPER_LANGUAGES,
     WHISPER_VOCAB_SIZE,
     whisper_tokenizer_dir,
 )
-from slp_toolkit.synth.presets import CTC_PRESETS, HIFIGAN_PRESETS, SPEECHT5_PRESETS, WHISPER_PRESETS
-
-EMOTIONS = ["angry", "happy", "neutral", "sad"]
-
-# Harvard sentences (IEEE 1969), lists 1-3: public domain, phonetically balanced.
-DEFAULT_TEXTS = [
-    "The birch canoe slid on the smooth planks.",
-    "Glue the sheet to the dark blue background.",
-    "It's easy to tell the depth of a well.",
-    "These days a chicken leg is a rare dish.",
-    "Rice is often served in round bowls.",
-    "The juice of lemons makes fine punch.",
-    "The box was thrown beside the parked truck.",
-    "The hogs were fed chopped corn and garbage.",
-    "Four hours of steady work faced us.",
-    "A large size in stockings is hard to sell.",
-    "The boy was there when the sun rose.",
-    "A rod is used to catch pink salmon.",
-    "The source of the huge river is the clear spring.",
-    "Kick the ball straight and follow through.",
-    "Help the woman get back to her feet.",
-    "A pot of tea helps to pass the evening.",
-    "Smoky fires lack flame and heat.",
-    "The soft cushion broke the man's fall.",
-    "The salt breeze came across from the sea.",
-    "The girl at the booth sold fifty bonds.",
-    "The small pup gnawed a hole in the sock.",
-    "The fish twisted and turned on the bent hook.",
-    "Press the pants and sew a button on the vest.",
-    "The swan dive was far short of perfect.",
-    "The beauty of the view stunned the young boy.",
-    "Two blue fish swam in the tank.",
-    "Her purse was full of useless trash.",
-    "The colt reared and threw the tall rider.",
-    "It snowed, rained, and hailed the same morning.",
-    "Read verse out loud for pleasure.",
-]
 
 
 def _preset(presets: dict[str, dict], name: str, overrides: dict) -> dict:
@@ -317,27 +277,3 @@ def build_audio_classifier(
     config = config_class(**label_kwargs, **_preset(CTC_PRESETS, preset, overrides))
     extractor = wav2vec2_extractor(sampling_rate)
     return model_class(config), extractor
-
-
-# ---------------------------------------------------------------------------------- tiny checkpoints
-def write_tiny_checkpoints(out_dir: str | Path, texts: list[str] | None = None) -> dict[str, Path]:
-    """Save each tiny checkpoint (model and its processor or feature extractor) to out_dir/<name>.
-    Deterministic: each is built after ``torch.manual_seed(0)``."""
-    texts = list(texts or DEFAULT_TEXTS)
-    vocab = sorted(set("abcdefghijklmnopqrstuvwxyz' ") | set(" ".join(texts).lower()))
-    builders: dict[str, Callable[[], tuple]] = {
-        "wav2vec2-ctc": lambda: build_ctc(vocab),
-        "whisper": lambda: build_whisper(),
-        "speecht5-tts": lambda: build_speecht5(texts),
-        "speecht5-hifigan": lambda: (build_hifigan(), None),
-        "wav2vec2-emotion": lambda: build_audio_classifier(EMOTIONS),
-        "whisper-emotion": lambda: build_audio_classifier(EMOTIONS, family="whisper"),
-    }
-    paths = {}
-    for name, build in builders.items():
-        torch.manual_seed(0)
-        model, processor = build()
-        path = Path(out_dir) / name
-        save_pretrained(path, model, processor)
-        paths[name] = path
-    return paths
