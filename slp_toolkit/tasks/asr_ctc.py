@@ -86,8 +86,6 @@ def build(recipe: Recipe, train_ds) -> tuple:
         model, processor = _pretrained(cfg, texts)
     check_head(model, processor, cfg.name_or_path or "scratch")
     freeze_front_end(model, cfg)
-    if cfg.gradient_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return model, processor
 
 

@@ -110,9 +110,6 @@ def build(recipe: Recipe, train_ds) -> tuple:
     check_label_lengths(column(train_ds, "text"), processor, max_target_tokens(model.config), name)
     if cfg.freeze_encoder:
         model.get_encoder().requires_grad_(False)
-    if cfg.gradient_checkpointing:
-        # non-reentrant: gradients still reach the decoder (and adapters) when the encoder is frozen
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return model, processor
 
 

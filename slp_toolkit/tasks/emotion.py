@@ -133,8 +133,6 @@ def build(recipe: Recipe, train_ds) -> tuple:
     model.config.class_weights = balanced_weights(seen, labels) if cfg.class_weights == "balanced" else None
     _attach(extractor, model.config.label2id, recipe.data.crop_seconds, recipe.data.speed_perturb)
     freeze_front_end(model, cfg)
-    if cfg.gradient_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return model, extractor
 
 

@@ -148,8 +148,6 @@ def build(recipe: Recipe, train_ds) -> tuple:
         vectors = tts_audio.file_vectors(speakers, cfg.speaker_embedding_dir, dim)
     else:
         vectors = tts_audio.xvector_vectors(train_ds, speakers, cache_root())
-    if cfg.gradient_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     wrapped = TtsProcessor(processor, vectors, c.reduction_factor, cfg.vocoder, cfg.judge_asr)
     wrapped.max_chars = c.max_text_positions - 2
     return model, wrapped

@@ -245,6 +245,7 @@ def _data_and_model(recipe: Recipe, task, accelerator, rate: int) -> tuple:
             train_ds = load_split(d.train, d, rate, task.needs, d.max_train_samples)
         eval_ds = load_split(d.eval, d, rate, task.needs, d.max_eval_samples) if d.eval else None
         model, processor = task.build(recipe, train_ds)
+        checkpointing(model, recipe.model.gradient_checkpointing)
         if recipe.model.attn_implementation:
             set_attention(model, recipe.model.attn_implementation)
         if not d.streaming:
@@ -252,6 +253,13 @@ def _data_and_model(recipe: Recipe, task, accelerator, rate: int) -> tuple:
         if eval_ds is not None:
             eval_ds = usable(eval_ds, task, processor, d.eval)
     return train_ds, eval_ds, model, processor
+
+
+def checkpointing(model, wanted: bool) -> None:
+    """model.gradient_checkpointing, for every task: activations recomputed in the backward pass. Non-reentrant,
+    so gradients still reach a decoder (and adapters) behind a frozen encoder."""
+    if wanted:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
 
 
 def decay_groups(model, weight_decay: float) -> list[dict]:

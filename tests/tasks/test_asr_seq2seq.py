@@ -98,6 +98,9 @@ def test_frozen_encoder_with_gradient_checkpointing_still_trains_the_decoder(tmp
     recipe = recipe_from_dict(tiny_recipe(corpus, tmp_path, freeze_encoder=True, gradient_checkpointing=True))
     torch.manual_seed(0)
     model, processor = TASK.build(recipe, {"text": ["a short line", "another one"]})
+    from slp_toolkit.training.loop import checkpointing  # what `slp train` does after every task's build
+
+    checkpointing(model, recipe.model.gradient_checkpointing)
     assert model.model.decoder.gradient_checkpointing
     model.train()
     examples = [{"audio": torch.randn(16000).numpy(), **TASK.preprocess({"text": "a short line"}, processor)}]
