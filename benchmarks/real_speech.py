@@ -102,7 +102,10 @@ def score(model: str, lang: str, out: Path) -> dict:
     refs, hyps = [fold(r["reference"]) for r in rows], [fold(r["prediction"]) for r in rows]
     keep = [i for i, r in enumerate(refs) if r.strip()]
     refs, hyps = [refs[i] for i in keep], [hyps[i] for i in keep]
+    from slp_toolkit.metrics import loop_rate
+
     return {"wer": metrics["wer"], "cer": metrics["cer"], "wer_folded": jiwer.wer(refs, hyps),
+            "loops": loop_rate(hyps, refs),
             "cer_folded": jiwer.cer(refs, hyps), "n": len(rows), "eval_seconds": round(seconds, 1)}  # fmt: skip
 
 
@@ -135,8 +138,10 @@ def save(results: dict) -> None:
 
 def table() -> None:
     results = json.loads(RESULTS.read_text())
-    print("| language | model | WER (folded) | CER (folded) | WER raw | train min | others' WER after (zero-shot) |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| language | model | WER (folded) | CER (folded) | WER | loops | train min | others' folded WER after (zero-shot) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for lang in LANGUAGES:
         zero = {k.split("/")[1]: v["scores"][k.split("/")[1]] for k, v in results.items() if k.startswith("zero-shot/")}
         for kind in ("zero-shot", "lora", "full"):
@@ -146,7 +151,8 @@ def table() -> None:
             s = row["scores"][lang]
             others = ", ".join(f"{o} {v['wer_folded']:.3f} ({zero[o]['wer_folded']:.3f})" if o in zero else
                                f"{o} {v['wer_folded']:.3f}" for o, v in row["scores"].items() if o != lang)  # fmt: skip
-            print(f"| {lang} | {kind} | {s['wer_folded']:.3f} | {s['cer_folded']:.3f} | {s['wer']:.3f} | "
+            loops = f"{s['loops']:.2f}" if "loops" in s else "-"
+            print(f"| {lang} | {kind} | {s['wer_folded']:.3f} | {s['cer_folded']:.3f} | {s['wer']:.3f} | {loops} | "
                   f"{row.get('train_minutes', '-')} | {others or '-'} |")  # fmt: skip
 
 

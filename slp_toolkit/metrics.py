@@ -59,8 +59,34 @@ def asr_metrics(
         for g, idx in sorted(by.items()):
             sub = error_rates([normalizer(predictions[i]) for i in idx], [normalizer(references[i]) for i in idx])
             out[f"wer/{g}"], out[f"cer/{g}"] = sub["wer"], sub["cer"]
+    out["loops"] = loop_rate([normalizer(p) for p in predictions], [normalizer(r) for r in references])
     out["n"] = len(predictions)
     return out
+
+
+LOOP_REPEATS = 4  # a word n-gram (n <= 4) said 4 times in a row: "the the the the", "thank you thank you ..."
+
+
+def longest_repeat(text: str, longest_ngram: int = 4) -> int:
+    """The most times any word n-gram (n <= longest_ngram) follows itself in a row in `text`."""
+    words, best = text.split(), 1 if text.split() else 0
+    for n in range(1, longest_ngram + 1):
+        for i in range(len(words) - 2 * n + 1):
+            run = 1
+            while words[i + run * n : i + (run + 1) * n] == words[i : i + n]:
+                run += 1
+            best = max(best, run)
+    return best
+
+
+def loop_rate(predictions: list[str], references: list[str]) -> float:
+    """The share of transcripts that loop (a decoder repeating itself, peft #380's LoRA complaint): a word n-gram
+    repeated LOOP_REPEATS times or more in a row, more often than its reference repeats anything."""
+    if not predictions:
+        return 0.0
+    loops = [longest_repeat(p) >= LOOP_REPEATS and longest_repeat(p) > longest_repeat(r)
+             for p, r in zip(predictions, references, strict=True)]  # fmt: skip
+    return sum(loops) / len(loops)
 
 
 # ---------------------------------------------------------------- classification (speech emotion)

@@ -94,3 +94,16 @@ def test_a_class_only_predicted_counts_in_macro_f1_but_not_in_ua():
     fixed = classification_metrics(["a", "b"], ["a", "b"], labels=["b", "a", "z"])
     assert list(k for k in fixed if k.startswith("support/")) == ["support/b", "support/a", "support/z"]
     assert fixed["macro_f1"] == 1.0  # z neither referenced nor predicted: left out of the average
+
+
+def test_loops_count_transcripts_that_repeat_themselves_more_than_their_reference():
+    from slp_toolkit.metrics import longest_repeat, loop_rate
+
+    assert longest_repeat("thank you thank you thank you thank you for coming") == 4
+    assert longest_repeat("the the the") == 3 and longest_repeat("") == 0 and longest_repeat("a b a b c") == 2
+    looped = "see you on monday " + "on monday " * 6
+    said = ["no no no no no", "see you on monday", looped, "a b c d e f"]
+    refs = ["no no no no no", "see you on monday", "see you on monday", "a b c d e f"]
+    assert loop_rate(said, refs) == 0.25  # the speaker's own "no no no no no" is not a loop
+    m = asr_metrics(said, refs)
+    assert m["loops"] == 0.25 and m["n"] == 4
