@@ -23,6 +23,7 @@ __all__ = [
     "Task",
     "TaskNotImplementedError",
     "audio_batch",
+    "fp32_features",
     "window_seconds",
     "freeze_front_end",
     "load_or_fail",
@@ -109,7 +110,16 @@ def audio_batch(waves: list, extractor) -> dict:
     names = list(getattr(extractor, "model_input_names", ()))
     if names and names[0] == "input_features" and "attention_mask" in names:
         kwargs["return_attention_mask"] = True
-    return dict(extractor([np.asarray(w, dtype=np.float32) for w in waves], **kwargs))
+    with fp32_features():
+        return dict(extractor([np.asarray(w, dtype=np.float32) for w in waves], **kwargs))
+
+
+def fp32_features():
+    """A block where CPU autocast is off: `--precision bf16` autocasts a task's predict, and the extractors that
+    compute their features with torch (Whisper's log-mel, AST's fbank) then failed converting bf16 to numpy."""
+    import torch
+
+    return torch.autocast("cpu", enabled=False)
 
 
 def padded_labels(examples: list[dict]):

@@ -32,6 +32,7 @@ from slp_toolkit.tasks import (
     Tab,
     Task,
     audio_batch,
+    fp32_features,
     load_or_fail,
     no_grad,
     padded_labels,
@@ -415,8 +416,9 @@ LONG_SECONDS = 30.0  # a model without a window (Moonshine) decodes longer clips
 def _generate(model, processor, waves: list[np.ndarray], kwargs: dict) -> list[str]:
     extractor, param = processor.feature_extractor, next(model.parameters())
     if is_whisper(extractor):
-        inputs = {"input_features": extractor(waves, sampling_rate=extractor.sampling_rate,
-                                              return_tensors="pt")["input_features"]}  # fmt: skip
+        with fp32_features():
+            inputs = {"input_features": extractor(waves, sampling_rate=extractor.sampling_rate,
+                                                  return_tensors="pt")["input_features"]}  # fmt: skip
     else:
         inputs = audio_batch(waves, extractor)
     inputs = {k: v.to(param.device, param.dtype) if v.is_floating_point() else v.to(param.device)

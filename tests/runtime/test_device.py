@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
+import numpy as np
 import pytest
 import torch
 
@@ -79,3 +83,23 @@ def test_every_inference_command_takes_device(command, ctc_run, tiny_models, cor
         assert main([*argv, "--device", "cuda"]) == 2
         err = capsys.readouterr().err
         assert "--device cuda: this machine has no such device" in err and err.count("\n") == 1
+
+
+def test_bf16_whisper_inference_in_every_command_and_the_demo(tiny_models, corpus, tmp_path, capsys):
+    """Whisper's log-mel computed under CPU autocast was bf16, and numpy refused it: `--precision bf16` was a
+    traceback (TypeError: Got unsupported ScalarType BFloat16) in transcribe, eval, classify and the demo."""
+    from slp_toolkit.cli import main
+    from slp_toolkit.serve import demo
+
+    split = corpus / "validation"
+    clip = str(next(split.glob("*.flac")))
+    whisper, emotion = str(tiny_models["whisper"]), str(tiny_models["whisper-emotion"])
+    for argv in (["transcribe", whisper, clip], ["transcribe", whisper, clip, "--json"],
+                 ["eval", whisper, "--data", str(split), "--max-samples", "4", "--output-dir", str(tmp_path / "e")],
+                 ["classify", emotion, clip]):  # fmt: skip
+        assert main([*argv, "--precision", "bf16", "--device", "cpu"]) == 0, argv
+    served, _ = demo.load_models({"asr": whisper, "emotion": emotion}, "cpu", "bf16")
+    wave = np.zeros(16000, np.float32)
+    assert isinstance(demo.predict(served["asr"], [wave])[0], str)
+    ranking = dataclasses.replace(served["emotion"].task, predict=functools.partial(served["emotion"].task.ranked, k=2))
+    assert len(demo.predict(served["emotion"], [wave], ranking)[0]) == 2
