@@ -109,7 +109,7 @@ def score(model: str, lang: str, out: Path) -> dict:
             "cer_folded": jiwer.cer(refs, hyps), "n": len(rows), "eval_seconds": round(seconds, 1)}  # fmt: skip
 
 
-def run(lang: str, base: str, kinds: list[str], overrides: list[str]) -> None:
+def run(lang: str, base: str, kinds: list[str], overrides: list[str], tag: str = "") -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     key = f"zero-shot/{lang}"
     if "zero-shot" in kinds and key not in results:
@@ -117,14 +117,14 @@ def run(lang: str, base: str, kinds: list[str], overrides: list[str]) -> None:
                         "scores": {lang: score(base, lang, RUNS / "zero-shot" / lang)}}  # fmt: skip
         save(results)
     for kind in [k for k in kinds if k != "zero-shot"]:
-        recipe, out = f"recipes/asr/whisper_base_{kind}.yaml", RUNS / f"{kind}-{lang}"
+        recipe, out = f"recipes/asr/whisper_base_{kind}.yaml", RUNS / f"{kind}{tag}-{lang}"
         args = [f"data.train={OUT / lang / 'train'}", f"data.eval={OUT / lang / 'test'}",
                 f"model.language={LANGUAGES[lang]}", f"model.name_or_path={base}", f"output_dir={out}", *overrides]  # fmt: skip
         minutes = slp("train", recipe, *args) / 60
         scores = {
             other: score(str(out), other, out / "eval" / other) for other in [lang, *sorted(set(LANGUAGES) - {lang})]
         }
-        results[f"{kind}/{lang}"] = {"command": f"slp train {recipe} " + " ".join(args),
+        results[f"{kind}{tag}/{lang}"] = {"command": f"slp train {recipe} " + " ".join(args),
                                      "train_minutes": round(minutes, 1), "scores": scores}  # fmt: skip
         save(results)
 
@@ -144,7 +144,10 @@ def table() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for lang in LANGUAGES:
         zero = {k.split("/")[1]: v["scores"][k.split("/")[1]] for k, v in results.items() if k.startswith("zero-shot/")}
-        for kind in ("zero-shot", "lora", "full"):
+        kinds = sorted(
+            {k.split("/")[0] for k in results if k.endswith("/" + lang)}, key=lambda k: (k != "zero-shot", k)
+        )
+        for kind in kinds:
             row = results.get(f"{kind}/{lang}")
             if row is None:
                 continue
@@ -166,12 +169,13 @@ def main() -> None:
     p.add_argument("--base", default="models/whisper-base")
     p.add_argument("--kinds", default="zero-shot,lora,full")
     p.add_argument("--override", action="append", default=[], help="recipe override for both fine-tunes")
+    p.add_argument("--tag", default="", help="a variant's name suffix (its results beside the recipe's own)")
     sub.add_parser("table")
     args = ap.parse_args()
     if args.cmd == "build":
         build(args.langs)
     elif args.cmd == "run":
-        run(args.lang, args.base, args.kinds.split(","), args.override)
+        run(args.lang, args.base, args.kinds.split(","), args.override, args.tag)
     else:
         table()
 
