@@ -48,3 +48,40 @@ def test_gpu_check_runs_every_inference_command_and_reports_where_each_model_ran
     assert {r["job"] for r in rows} >= {"eval ctc", "transcribe ctc", "eval whisper", "classify emotion",
                                         "synthesize tts"}  # fmt: skip
     assert all("error" not in r and r["device"] == "cpu" for r in rows), rows
+
+
+def test_real_speech_builder_splits_prompts_and_leaves_out_what_is_not_speech(tmp_path, monkeypatch):
+    """The Asterisk builder on a package tree of its own making: a g722 prompt per name, the transcript file."""
+    import csv
+    import gzip
+    import importlib.util
+    import shutil
+
+    import pytest
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg missing")
+    spec = importlib.util.spec_from_file_location("real_speech", BENCH / "real_speech.py")
+    real_speech = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real_speech)
+    lines = {"agent-pass": "Por favor ingrese su contrasena", "beep": "[tono simple]", "digits/1": "uno",
+             "vm-no": "12 34", "dictate/forhelp": "Marque 0 para obtener ayuda.", "conf-kicked": "conf-kicked: Ha sido expulsado"}  # fmt: skip
+    docs = tmp_path / "doc" / "asterisk-core-sounds-es"
+    docs.mkdir(parents=True)
+    with gzip.open(docs / "core-sounds-es.txt.gz", "wt", encoding="utf-8") as f:
+        f.write("; Core Asterisk Sounds in Spanish\n\n" + "".join(f"{k}: {v}\n" for k, v in lines.items()))
+    for name in lines:
+        wav = tmp_path / "sounds" / "es" / f"{name}.g722"
+        wav.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=d=0.5:sample_rate=16000", "-c:a", "g722",
+                        "-f", "g722", str(wav)], check=True)  # fmt: skip
+    monkeypatch.setattr(real_speech, "SOUNDS", tmp_path / "sounds")
+    monkeypatch.setattr(real_speech, "DOCS", tmp_path / "doc")
+    monkeypatch.setattr(real_speech, "OUT", tmp_path / "out")
+    real_speech.build(["es"])
+    rows = {s: list(csv.DictReader(open(tmp_path / "out" / "es" / s / "metadata.csv"))) for s in ("train", "test")}
+    kept = {r["transcription"] for split in rows.values() for r in split}
+    assert kept == {"Por favor ingrese su contrasena", "Marque 0 para obtener ayuda.", "Ha sido expulsado"}
+    for split, found in rows.items():
+        assert all(real_speech.is_test(r["file_name"][:-4].replace("__", "/")) == (split == "test") for r in found)
+        assert all((tmp_path / "out" / "es" / split / r["file_name"]).stat().st_size > 1000 for r in found)
