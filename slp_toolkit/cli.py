@@ -11,22 +11,9 @@ import sys
 from pathlib import Path
 
 from slp_toolkit.config import ConfigError, DataConfig, UserError, load_recipe, missing_paths, recipe_description
-from slp_toolkit.inference.commands import (
-    add_decoder_args,
-    add_precision_args,
-    cmd_classify,
-    cmd_eval,
-    cmd_lm_build,
-    cmd_synthesize,
-    cmd_transcribe,
-    split_name,
-)
-from slp_toolkit.inference.evaluate import BATCH_SECONDS
-from slp_toolkit.runtime.device import add_device_arg
+from slp_toolkit.inference.commands import add_model_commands, cmd_eval, split_name
 
 EXIT_USER_ERROR = 2
-BATCH_HELP = (f"audio seconds per batch (default {BATCH_SECONDS['cpu']:g} on CPU, where small batches run faster, "
-              f"{BATCH_SECONDS['other']:g} on a GPU)")  # fmt: skip
 log = logging.getLogger("slp")
 
 
@@ -125,8 +112,13 @@ def cmd_synth(args) -> int:
 def _data_cfg(args) -> DataConfig:
     from slp_toolkit.config import DataConfig
 
-    return DataConfig(text_column=args.text_column, audio_column=args.audio_column, format=args.format,
-                      max_seconds=args.max_seconds, num_workers=args.workers)  # fmt: skip
+    return DataConfig(
+        text_column=args.text_column,
+        audio_column=args.audio_column,
+        format=args.format,
+        max_seconds=args.max_seconds,
+        num_workers=args.workers,
+    )
 
 
 def cmd_inspect(args) -> int:
@@ -168,8 +160,10 @@ def cmd_export(args) -> int:
     from slp_toolkit.serve.export import export_ct2
 
     summary = export_ct2(args.model, args.out, quantization=args.quantization, force=args.force)
-    print(f"exported {args.model} to {args.out} ({summary['format']}, {summary['mb']} MB); "
-          f"serve it with faster-whisper: WhisperModel({args.out!r})")  # fmt: skip
+    print(
+        f"exported {args.model} to {args.out} ({summary['format']}, {summary['mb']} MB); "
+        f"serve it with faster-whisper: WhisperModel({args.out!r})"
+    )
     return 0
 
 
@@ -248,12 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slp", description="Fine-tune speech models from recipes.")
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("-v", "--verbose", action="store_true", help="more logging (also the libraries')")
-    noise.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only (SLP_LOG_LEVEL sets "
-                       "the level too: DEBUG, INFO, WARNING, ERROR)")  # fmt: skip
+    noise.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="warnings and errors only (SLP_LOG_LEVEL sets the level too: DEBUG, INFO, WARNING, ERROR)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     _recipe_commands(sub)
-    _model_commands(sub)
+    add_model_commands(sub, run_eval=_eval_or_folds)
     _tool_commands(sub)
     return parser
 
@@ -281,67 +279,6 @@ def _recipe_commands(sub) -> None:
         p.set_defaults(func=func)
 
 
-def _model_commands(sub) -> None:
-    """What a trained model does: eval, transcribe, lm, classify, synthesize."""
-    p = sub.add_parser("eval", help="evaluate a trained model on a split -> metrics.json")
-    p.add_argument("model", help="output dir of `slp train` (or a Hub name)")
-    p.add_argument("--data", required=True, help="audiofolder dir, .csv/.jsonl manifest or hf:NAME[:CONFIG]@SPLIT")
-    p.add_argument("--text-column", default=None)
-    p.add_argument("--audio-column", default=None)
-    p.add_argument("--max-samples", type=int, default=None)
-    p.add_argument("--max-seconds", type=float, default=float("inf"),
-                   help="leave longer clips out of the score (default: none; a test split is scored whole, clips "
-                   "longer than a model's window decoded long-form)")  # fmt: skip
-    p.add_argument("--batch-seconds", type=float, default=None, help=BATCH_HELP)
-    p.add_argument("--output-dir", default=None, help="default: MODEL/eval/<split name>")
-    p.add_argument("--folds", type=int, default=None, metavar="K",
-                   help="speaker-independent K-fold: retrain the model's recipe on K-1 speaker groups of --data, "
-                   "test on the held-out one (in MODEL/folds/fold-i); report mean ± std")  # fmt: skip
-    p.add_argument("--fold-override", action="append", default=[], metavar="KEY=VALUE",
-                   help="recipe override for every fold's training, e.g. train.max_minutes=2 (repeatable)")  # fmt: skip
-    add_decoder_args(p)
-    p.set_defaults(func=_eval_or_folds)
-
-    p = sub.add_parser("transcribe", help="transcribe audio files with a trained ASR model")
-    p.add_argument("model")
-    p.add_argument("inputs", nargs="+", help="audio files or directories")
-    p.add_argument("--batch-seconds", type=float, default=None, help=BATCH_HELP)
-    p.add_argument("--json", action="store_true",
-                   help="one JSON object per line, with word (CTC) or chunk (Whisper) timestamps")  # fmt: skip
-    p.add_argument("--strict", action="store_true", help="exit 1 if any file was unreadable")
-    add_decoder_args(p)
-    p.set_defaults(func=cmd_transcribe)
-
-    lm = sub.add_parser("lm", help="language models for CTC beam search").add_subparsers(
-        dest="lm_command", required=True
-    )
-    p = lm.add_parser("build", help="a character n-gram LM of a split's transcripts -> MODEL/language_model/lm.arpa")
-    p.add_argument("model", help="the CTC model dir whose tokens the LM is over")
-    p.add_argument("--text", required=True, help="split (audiofolder, manifest) whose transcripts to use, or a .txt")
-    p.add_argument("--order", type=int, default=6, help="n-gram order (characters)")
-    p.add_argument("--out", default=None, help="default: MODEL/language_model/lm.arpa")
-    p.set_defaults(func=cmd_lm_build)
-
-    p = sub.add_parser("classify", help="top-k labels with probabilities from a trained audio classifier")
-    p.add_argument("model")
-    p.add_argument("inputs", nargs="+", help="audio files or directories")
-    p.add_argument("--top-k", type=int, default=3, help="how many labels to print per file")
-    p.add_argument("--batch-seconds", type=float, default=None, help=BATCH_HELP)
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--strict", action="store_true", help="exit 1 if any file was unreadable")
-    add_precision_args(p)
-    p.set_defaults(func=cmd_classify)
-
-    p = sub.add_parser("synthesize", help="speak a sentence with a trained text-to-speech model -> a wav file")
-    p.add_argument("model", help="output dir of a tts recipe")
-    p.add_argument("text")
-    p.add_argument("--speaker", default=None, help="a speaker of the model's table, or a .npy speaker embedding")
-    p.add_argument("-o", "--output", default="out.wav", help="wav file to write (16-bit PCM)")
-    p.add_argument("--vocoder", default=None, help="griffin-lim, or a SpeechT5HifiGan dir / Hub name")
-    add_device_arg(p)
-    p.set_defaults(func=cmd_synthesize)
-
-
 def _tool_commands(sub) -> None:
     """data (see _data_commands), merge, tiny, demo, push."""
     _data_commands(sub)
@@ -354,11 +291,18 @@ def _tool_commands(sub) -> None:
     p.add_argument("runs", nargs="+", metavar="[LABEL=]DIR", help="an eval output dir (or its metrics.json)")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("import", help="a Whisper from CTranslate2 (faster-whisper) dirs or an openai-whisper .pt "
-                       "file -> a transformers dir for slp train / eval and pipeline()")  # fmt: skip
-    p.add_argument("sources", nargs="+", metavar="SRC",
-                   help="CTranslate2 model dir (model.bin or model.bin.part1, .part2... spread over one or more "
-                   "dirs), or one openai-whisper .pt checkpoint")  # fmt: skip
+    p = sub.add_parser(
+        "import",
+        help="a Whisper from CTranslate2 (faster-whisper) dirs or an openai-whisper .pt "
+        "file -> a transformers dir for slp train / eval and pipeline()",
+    )
+    p.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SRC",
+        help="CTranslate2 model dir (model.bin or model.bin.part1, .part2... spread over one or more "
+        "dirs), or one openai-whisper .pt checkpoint",
+    )
     p.add_argument("out", help="directory to write (refused if it exists, unless --force)")
     p.add_argument("--force", action="store_true", help="replace OUT")
     p.set_defaults(func=cmd_import)
@@ -367,8 +311,12 @@ def _tool_commands(sub) -> None:
     p.add_argument("model", help="output dir of `slp train` (adapter dirs are merged), or any Whisper dir")
     p.add_argument("out", help="directory to write (refused if it exists, unless --force)")
     p.add_argument("--format", choices=["ct2"], default="ct2", help="ct2: CTranslate2 (needs pip install ctranslate2)")
-    p.add_argument("--quantization", choices=["float32", "float16", "int8", "int8_float32", "int8_float16", "int16"],
-                   default=None, help="weight type in the exported model (default: as the model is, float32)")  # fmt: skip
+    p.add_argument(
+        "--quantization",
+        choices=["float32", "float16", "int8", "int8_float32", "int8_float16", "int16"],
+        default=None,
+        help="weight type in the exported model (default: as the model is, float32)",
+    )
     p.add_argument("--force", action="store_true", help="replace OUT")
     p.set_defaults(func=cmd_export)
 
@@ -381,10 +329,14 @@ def _tool_commands(sub) -> None:
         help="instead: a full-size twin (published architecture, random weights) of a Hub checkpoint, e.g. "
         "openai/whisper-small, written to OUT/<basename>; repeatable, or `all`",
     )
-    p.add_argument("--family", action="append", metavar="TYPE",
-                   help="instead: a tiny random checkpoint of a transformers model type (wav2vec2-bert, parakeet_ctc, "
-                   "moonshine...) for each head it has (ctc, classification, seq2seq), as its Hub base ships; "
-                   "repeatable, or `all`")  # fmt: skip
+    p.add_argument(
+        "--family",
+        action="append",
+        metavar="TYPE",
+        help="instead: a tiny random checkpoint of a transformers model type (wav2vec2-bert, parakeet_ctc, "
+        "moonshine...) for each head it has (ctc, classification, seq2seq), as its Hub base ships; "
+        "repeatable, or `all`",
+    )
     p.set_defaults(func=cmd_tiny)
 
     from slp_toolkit.serve.demo import add_launch_args  # light: gradio is imported only when serving

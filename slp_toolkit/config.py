@@ -237,8 +237,10 @@ def missing_paths(recipe: Recipe, src: str = "<recipe>", sources: dict[str, str]
         if _looks_local(value) and not Path(value).exists():
             found.append(f"{src_for('model.' + key, src, sources)}: 'model.{key}' path does not exist: {value}")
     if getattr(m, "speaker_embedding", None) == "file" and not m.speaker_embedding_dir:
-        found.append(f"{src_for('model.speaker_embedding_dir', src, sources)}: 'model.speaker_embedding: file' "
-                     "needs 'model.speaker_embedding_dir' (a folder of <speaker>.npy)")  # fmt: skip
+        found.append(
+            f"{src_for('model.speaker_embedding_dir', src, sources)}: 'model.speaker_embedding: file' "
+            "needs 'model.speaker_embedding_dir' (a folder of <speaker>.npy)"
+        )
     for key in ("rir_dir", "noise_dir"):
         value = getattr(recipe.augment, key, None) if recipe.augment else None
         if value is not None and not Path(value).is_dir():
@@ -277,9 +279,9 @@ def recipe_from_dict(raw: dict, src: str = "<recipe>", sources: dict[str, str] |
     if "model" not in values:
         values["model"] = spec.model_config()
     recipe = _task_defaults(Recipe(**values), spec)
-    _validate_semantics(recipe, src, sources, spec.validate)
-    if recipe.data.pack and spec.pack is None:
-        packing = ", ".join(n for n in names if get_task(n).pack is not None) or "none"
+    _validate_semantics(recipe, src, sources, spec.caps.validate)
+    if recipe.data.pack and spec.caps.pack is None:
+        packing = ", ".join(n for n in names if get_task(n).caps.pack is not None) or "none"
         raise ConfigError(
             f"{src_for('data.pack', src, sources)}: 'data.pack' joins clips into a model's fixed input window; "
             f"task {task} has none (tasks that pack: {packing}); drop data.pack"
@@ -294,9 +296,9 @@ def _task_defaults(recipe: Recipe, task) -> Recipe:
     t, d = recipe.train, recipe.data
     start = "lora" if recipe.lora is not None else recipe.model.init
     if t.learning_rate is None:
-        t = dataclasses.replace(t, learning_rate=getattr(task.learning_rates, start))
+        t = dataclasses.replace(t, learning_rate=getattr(task.caps.learning_rates, start))
     if d.normalize_text is None:
-        d = dataclasses.replace(d, normalize_text=task.normalize_text)
+        d = dataclasses.replace(d, normalize_text=task.caps.normalize_text)
     return dataclasses.replace(recipe, train=t, data=d)
 
 

@@ -158,10 +158,17 @@ def beam_decoder(processor, settings: BeamSettings):
         lm_dict = f.name
     try:
         return ctc_decoder(
-            lexicon=None, tokens=tokens, lm=settings.lm, lm_dict=lm_dict, beam_size=settings.beam_size, lm_weight=settings.lm_weight,
-            sil_score=settings.word_bonus, blank_token=tok.pad_token, sil_token=tok.word_delimiter_token,
+            lexicon=None,
+            tokens=tokens,
+            lm=settings.lm,
+            lm_dict=lm_dict,
+            beam_size=settings.beam_size,
+            lm_weight=settings.lm_weight,
+            sil_score=settings.word_bonus,
+            blank_token=tok.pad_token,
+            sil_token=tok.word_delimiter_token,
             unk_word=UNK,  # the LM's own unknown (KenLM looks it up by this name)
-        )  # fmt: skip
+        )
     finally:
         if lm_dict:
             Path(lm_dict).unlink(missing_ok=True)  # read when the decoder is made

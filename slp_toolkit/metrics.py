@@ -84,8 +84,10 @@ def loop_rate(predictions: list[str], references: list[str]) -> float:
     repeated LOOP_REPEATS times or more in a row, more often than its reference repeats anything."""
     if not predictions:
         return 0.0
-    loops = [longest_repeat(p) >= LOOP_REPEATS and longest_repeat(p) > longest_repeat(r)
-             for p, r in zip(predictions, references, strict=True)]  # fmt: skip
+    loops = [
+        longest_repeat(p) >= LOOP_REPEATS and longest_repeat(p) > longest_repeat(r)
+        for p, r in zip(predictions, references, strict=True)
+    ]
     return sum(loops) / len(loops)
 
 

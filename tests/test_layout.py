@@ -94,7 +94,10 @@ def test_the_floors_do_not_import_upwards():
     )  # fmt: skip
     assert wrong == [], wrong
     assert graph["slp_toolkit.errors"] == set() and graph["slp_toolkit.runtime.loading"] == {"slp_toolkit.errors"}
-    assert graph["slp_toolkit.tasks"] == {"slp_toolkit.runtime.loading"}  # the registry: no task module, no torch
+    assert graph["slp_toolkit.tasks"] == {"slp_toolkit.runtime.loading", "slp_toolkit.runtime.adapters"}  # no task
+    # The data layer's one seam: data.manifest says which rows a split has and their identity (fingerprint,
+    # slices); data.splits decodes and caches them. Calls run one way, splits -> manifest.
+    assert not {e for e in graph["slp_toolkit.data.manifest"] if e.startswith("slp_toolkit.data.splits")}
 
 
 def test_the_top_level_is_small_and_every_folder_says_its_role():
@@ -122,7 +125,7 @@ def test_the_synthetic_tooling_sits_apart():
 
 
 def test_only_the_registry_imports_a_task_module():
-    """Fronts reach a task through the Task interface (e.g. `task.ranked`, `task.speakers`), never by
+    """Fronts reach a task through the Task interface (e.g. `task.caps.ranked`, `task.caps.speakers`), never by
     importing its module: the registry is the one place that names them."""
     graph = import_graph()
     modules = {m for m in graph if m.startswith("slp_toolkit.tasks.")}

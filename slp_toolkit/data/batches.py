@@ -130,8 +130,13 @@ class MapBatches:
                 raise UserError(f"no batch fits train.batch_seconds={c.batch_seconds} with {self.world} process(es)")
             left = len(self.costs) - sum(len(b) for b in batches)
             if left and self.rank == 0:  # the left-out change with every epoch's shuffle
-                log.info("epoch %d: %d of %d clips left out (each global batch holds a multiple of the %d processes)",
-                         epoch, left, len(self.costs), self.world)  # fmt: skip
+                log.info(
+                    "epoch %d: %d of %d clips left out (each global batch holds a multiple of the %d processes)",
+                    epoch,
+                    left,
+                    len(self.costs),
+                    self.world,
+                )
             self._epoch = (epoch, batches)
         return self._epoch[1]
 
@@ -147,8 +152,12 @@ class MapBatches:
                 idx = batches[i]
                 share = len(idx) // self.world
                 mine = idx[self.rank * share : (self.rank + 1) * share]
-                yield Batch(examples_at(self.ds, mine), float(self.durations[idx].sum()), (epoch, i),
-                            {"epoch": epoch, "batch": i + 1})  # fmt: skip
+                yield Batch(
+                    examples_at(self.ds, mine),
+                    float(self.durations[idx].sum()),
+                    (epoch, i),
+                    {"epoch": epoch, "batch": i + 1},
+                )
             epoch, index = epoch + 1, 0
 
 
@@ -183,8 +192,9 @@ class StreamBatches:
                     examples = [window[j] for j in batches[b]]
                     seconds = self.world * float(sum(e["duration"] for e in examples))
                     produced += 1
-                    yield Batch(examples, seconds, (epoch, consumed, b),
-                                {"epoch": epoch, "consumed": consumed, "batch": b + 1})  # fmt: skip
+                    yield Batch(
+                        examples, seconds, (epoch, consumed, b), {"epoch": epoch, "consumed": consumed, "batch": b + 1}
+                    )
                 consumed, skip = consumed + read, 0
             if not produced and not self.tally.kept:
                 raise UserError(f"{self.spec}: no usable rows in the stream (see the warnings above)")
@@ -197,7 +207,7 @@ class StreamBatches:
         before = len(self.tally.examples)
         window = []
         for example in decode_rows(raw, d, self.rate, task.needs, self.tally):
-            if task.keep is not None and not task.keep(example, proc):
+            if task.caps.keep is not None and not task.caps.keep(example, proc):
                 continue
             window.append({**example, **task.preprocess(example, proc)})
         for line in self.tally.examples[before:]:

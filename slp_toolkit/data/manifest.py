@@ -89,8 +89,16 @@ def read_librispeech(root: Path) -> Iterator[tuple[str, dict]]:
                 continue
             utt, _, text = line.strip().partition(" ")
             path = audio.get(utt, chapter / f"{utt}.flac")  # a missing file is reported at decode time
-            yield f"{trans}:{i}", {"file_name": str(path), "text": text, "speaker": chapter.parent.name,
-                                   "chapter": chapter.name, "id": utt}  # fmt: skip
+            yield (
+                f"{trans}:{i}",
+                {
+                    "file_name": str(path),
+                    "text": text,
+                    "speaker": chapter.parent.name,
+                    "chapter": chapter.name,
+                    "id": utt,
+                },
+            )
 
 
 def write_manifest(rows: Iterator[dict], path: Path) -> int:
@@ -201,8 +209,9 @@ def row_set(spec: str, cfg: DataConfig, needs: tuple[str, ...], max_samples: int
         import datasets
 
         ds = ds.cast_column(audio_col, datasets.Audio(decode=False))
-        return _with_columns(RowSet(spec, audio_col, {}, hub=ds, stop=max_samples, names=class_names(ds.features)),
-                             columns, cfg, needs)  # fmt: skip
+        return _with_columns(
+            RowSet(spec, audio_col, {}, hub=ds, stop=max_samples, names=class_names(ds.features)), columns, cfg, needs
+        )
     records, base, src = local_records(spec, cfg)
     if not records:
         raise DataError(f"{src}: no rows")

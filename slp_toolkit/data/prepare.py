@@ -1,5 +1,5 @@
 """Per-example preparation of a decoded split, cached beside its audio: the rows a task can use
-(`task.keep`), then `task.preprocess` once (labels, crop lengths...), joined column by column to the
+(`task.caps.keep`), then `task.preprocess` once (labels, crop lengths...), joined column by column to the
 memory-mapped audio so preparing never copies it. Used by training every run and by evaluation."""
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ def processor_fingerprint(processor) -> str:
 
 def usable(ds, task: Task, processor, name: str = "data"):
     """The rows the task's `keep` accepts (all rows when it has none); the others are counted in the log."""
-    if task.keep is None:
+    if task.caps.keep is None:
         return ds
     fingerprint = hashlib.sha256(f"{ds._fingerprint}|{task.name}|keep|{processor_fingerprint(processor)}".encode())
     kept = ds.filter(
-        lambda ex: task.keep(ex, processor),
+        lambda ex: task.caps.keep(ex, processor),
         new_fingerprint=fingerprint.hexdigest()[:16],
         desc=f"{task.name}: selecting rows",
     )
@@ -53,9 +53,13 @@ def usable(ds, task: Task, processor, name: str = "data"):
     if len(kept) < len(ds):
         left_out = sorted(set(range(len(ds))) - set(kept._indices.column(0).to_pylist()))[:3]
         log.warning(
-            "%s: %d of %d rows left out (the model cannot use them%s), e.g. %s", name, len(ds) - len(kept), len(ds),
-            f": {task.keep_why}" if task.keep_why else "", ", ".join(map(str, ds.select(left_out)["path"])),
-        )  # fmt: skip
+            "%s: %d of %d rows left out (the model cannot use them%s), e.g. %s",
+            name,
+            len(ds) - len(kept),
+            len(ds),
+            f": {task.caps.keep_why}" if task.caps.keep_why else "",
+            ", ".join(map(str, ds.select(left_out)["path"])),
+        )
     return kept
 
 
@@ -75,7 +79,7 @@ def prepare(ds, task: Task, processor, num_workers: int = 1):
     # rows left out by `keep` sit behind an indices mapping that a column join would copy through: then
     # write every column once instead
     joined = ds._indices is None
-    source = ds.select_columns(list(task.preprocess_reads)) if joined and task.preprocess_reads else ds
+    source = ds.select_columns(list(task.caps.preprocess_reads)) if joined and task.caps.preprocess_reads else ds
     new = source.map(
         lambda ex: task.preprocess(ex, processor),
         remove_columns=source.column_names if joined else None,

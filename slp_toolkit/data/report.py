@@ -35,7 +35,7 @@ def inspect_split(spec: str, cfg: DataConfig, sampling_rate: int, png: Path) -> 
         "seconds": {
             q: round(float(np.percentile(durations, p)), 2)
             for q, p in (("min", 0), ("median", 50), ("p95", 95), ("max", 100))
-        },  # fmt: skip
+        },
         "speakers": len(speakers),
         "top_speakers": dict(speakers.most_common(5)),
         "characters": "".join(sorted(chars)),
@@ -69,7 +69,13 @@ def to_manifest(spec: str, cfg: DataConfig, out: Path) -> int:
     if spec.startswith("hf:"):
         raise DataError(f"{spec}: `slp data manifest` writes local audio paths; a Hub split has none")
     rows = row_set(spec, cfg, ("text",))
-    records = ({"audio": str(Path(r.source).resolve()), "text": r.fields["text"],
-                **({"speaker": r.fields["speaker"]} if "speaker" in r.fields else {})} for r in rows.rows())  # fmt: skip
+    records = (
+        {
+            "audio": str(Path(r.source).resolve()),
+            "text": r.fields["text"],
+            **({"speaker": r.fields["speaker"]} if "speaker" in r.fields else {}),
+        }
+        for r in rows.rows()
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     return write_manifest(records, out)

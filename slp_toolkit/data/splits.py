@@ -145,8 +145,14 @@ class Tally:
         self.examples += other["examples"][: 3 - len(self.examples)]
 
     def as_dict(self) -> dict:
-        return {"rows": self.rows, "kept": self.kept, "too_short": self.too_short, "too_long": self.too_long,
-                "skipped": dict(self.skipped), "examples": self.examples}  # fmt: skip
+        return {
+            "rows": self.rows,
+            "kept": self.kept,
+            "too_short": self.too_short,
+            "too_long": self.too_long,
+            "skipped": dict(self.skipped),
+            "examples": self.examples,
+        }
 
 
 def decode_rows(rows, cfg: DataConfig, sampling_rate: int, needs: tuple[str, ...], tally: Tally):
@@ -205,8 +211,14 @@ def workers_for(cfg: DataConfig, rows: int) -> int:
     return max(1, min(wanted, rows // MIN_ROWS_PER_WORKER))
 
 
-def load_split(spec: str, cfg: DataConfig, sampling_rate: int, needs: tuple[str, ...] = ("text",),
-               max_samples: int | None = None, with_report: bool = False):  # fmt: skip
+def load_split(
+    spec: str,
+    cfg: DataConfig,
+    sampling_rate: int,
+    needs: tuple[str, ...] = ("text",),
+    max_samples: int | None = None,
+    with_report: bool = False,
+):
     """Decode a split into a memory-mapped `datasets.Dataset` with columns audio, duration, path, speaker
     and the fields in `needs` (text is normalised when `cfg.normalize_text`; the original is `raw_text`).
 
@@ -218,8 +230,13 @@ def load_split(spec: str, cfg: DataConfig, sampling_rate: int, needs: tuple[str,
     target = cache_root() / "audio" / key
     if not (target / "report.json").is_file():
         workers = workers_for(cfg, len(rows))
-        log.info("%s: decoding %d clips at %d Hz with %d process(es), cached for the next run",
-                 rows.src, len(rows), sampling_rate, workers)  # fmt: skip
+        log.info(
+            "%s: decoding %d clips at %d Hz with %d process(es), cached for the next run",
+            rows.src,
+            len(rows),
+            sampling_rate,
+            workers,
+        )
         _decode_split(rows, cfg, sampling_rate, needs, target, workers)
     report = json.loads((target / "report.json").read_text())
     _report(rows.src, report)
@@ -303,8 +320,10 @@ def _decode_split(rows: RowSet, cfg: DataConfig, sampling_rate: int, needs, targ
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         schema = features_for(needs).arrow_schema
-        jobs = [(rows.slice(a, b), cfg, sampling_rate, needs, schema, tmp / f"shard-{i:05d}.arrow")
-                for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]  # fmt: skip
+        jobs = [
+            (rows.slice(a, b), cfg, sampling_rate, needs, schema, tmp / f"shard-{i:05d}.arrow")
+            for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))
+        ]
         tally = Tally()
         if workers == 1:
             for job in jobs:
@@ -355,13 +374,19 @@ def _report(src: str, report: dict) -> None:
         reasons = ", ".join(f"{n} {why}" for why, n in report["skipped"].items())
         log.warning(
             "%s: skipped %d of %d rows (%s); first: %s",
-            src, skipped, report["rows"], reasons, "; ".join(report["examples"]),
-        )  # fmt: skip
+            src,
+            skipped,
+            report["rows"],
+            reasons,
+            "; ".join(report["examples"]),
+        )
     if report["too_short"] or report["too_long"]:
         log.warning(
             "%s: dropped %d clips shorter than data.min_seconds and %d longer than data.max_seconds",
-            src, report["too_short"], report["too_long"],
-        )  # fmt: skip
+            src,
+            report["too_short"],
+            report["too_long"],
+        )
     if report["kept"] == 0:
         raise DataError(f"{src}: no usable rows out of {report['rows']} (see the warnings above)")
 

@@ -50,8 +50,9 @@ def log_mel(wave: np.ndarray, extractor) -> np.ndarray | None:
         return None
     # zeros past the clip as in the padded window: every frame of this shorter STFT sees what it sees there
     padded = torch.from_numpy(np.pad(wave, (0, min(room, extractor.n_fft))))
-    stft = torch.stft(padded, extractor.n_fft, extractor.hop_length, window=torch.hann_window(extractor.n_fft),
-                      return_complex=True)  # fmt: skip
+    stft = torch.stft(
+        padded, extractor.n_fft, extractor.hop_length, window=torch.hann_window(extractor.n_fft), return_complex=True
+    )
     power = (stft[..., :-1].abs() ** 2).contiguous()
     mel = torch.from_numpy(extractor.mel_filters).to(torch.float32).T @ power
     return torch.clamp(mel, min=1e-10).log10().numpy()

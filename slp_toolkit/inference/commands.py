@@ -12,7 +12,8 @@ from pathlib import Path
 
 from slp_toolkit.config import ConfigError, DataConfig
 from slp_toolkit.data.splits import sampling_rate
-from slp_toolkit.runtime.device import with_precision
+from slp_toolkit.inference.evaluate import BATCH_SECONDS
+from slp_toolkit.runtime.device import add_device_arg, with_precision
 
 log = logging.getLogger("slp")
 
@@ -35,8 +36,14 @@ def cmd_eval(args) -> int:
     decoding = _decoding(task, args.model, model, processor, args)
     metrics, predictions = evaluate_split(decoding, model, processor, ds, args.batch_seconds, state)
     if decoding is not task:  # beam search: the greedy scores beside it, so the LM's gain is in one table
-        greedy, _ = evaluate_split(_decoding(task, args.model, model, processor, args, greedy=True), model,
-                                   processor, ds, args.batch_seconds, state)  # fmt: skip
+        greedy, _ = evaluate_split(
+            _decoding(task, args.model, model, processor, args, greedy=True),
+            model,
+            processor,
+            ds,
+            args.batch_seconds,
+            state,
+        )
         if greedy is not None:
             metrics.update({f"{k}_greedy": v for k, v in greedy.items() if "/" not in k and k != "n"})
     if not state.is_main_process:
@@ -50,13 +57,13 @@ def cmd_eval(args) -> int:
         from slp_toolkit.plots import plot_confusion
 
         plot_confusion(confusion[1], confusion[0], out / "confusion.png")
-    if task.report is not None:
+    if task.caps.report is not None:
         from slp_toolkit.inference.evaluate import examples_at
 
-        task.report(model, processor, predictions[:3], examples_at(ds, [0, 1, 2][: len(ds)]), out / "samples")
+        task.caps.report(model, processor, predictions[:3], examples_at(ds, [0, 1, 2][: len(ds)]), out / "samples")
     with (out / "predictions.jsonl").open("w") as f:
         for path, ref, pred in zip(column(ds, "path"), _refs(ds), predictions, strict=True):
-            f.write(json.dumps({"path": str(path), "reference": ref, "prediction": task.summarize(pred)}) + "\n")
+            f.write(json.dumps({"path": str(path), "reference": ref, "prediction": task.caps.summarize(pred)}) + "\n")
     print(format_table(metrics))
     print(f"metrics written to {out / 'metrics.json'}")
     return 0
@@ -64,8 +71,13 @@ def cmd_eval(args) -> int:
 
 def eval_data_config(args) -> DataConfig:
     """How `slp eval` (and `--folds`) reads a test split: its columns, clips up to --max-seconds, text as written."""
-    return DataConfig(text_column=args.text_column, audio_column=args.audio_column, min_seconds=0.0,
-                      max_seconds=args.max_seconds, normalize_text=False)  # fmt: skip
+    return DataConfig(
+        text_column=args.text_column,
+        audio_column=args.audio_column,
+        min_seconds=0.0,
+        max_seconds=args.max_seconds,
+        normalize_text=False,
+    )
 
 
 def cmd_transcribe(args) -> int:
@@ -78,10 +90,10 @@ def cmd_transcribe(args) -> int:
     began = time.perf_counter()
     rows, ds, failed = _read_inputs(args.inputs, sampling_rate(processor))
     compute: list[float] = []
-    if args.json and task.timed is not None and args.decoder == "greedy":  # timestamps come with the greedy path
+    if args.json and task.caps.timed is not None and args.decoder == "greedy":  # timestamps come with the greedy path
         import dataclasses
 
-        task = dataclasses.replace(task, predict=task.timed)
+        task = dataclasses.replace(task, predict=task.caps.timed)
     _language(task, args.model, model, processor, args.language)
     decoding = _decoding(task, args.model, model, processor, args)
     predictions = predict_split(decoding, model, processor, ds, args.batch_seconds, compute=compute)
@@ -89,14 +101,26 @@ def cmd_transcribe(args) -> int:
         timed = found if isinstance(found, dict) else {"text": found}
         if args.json:
             rtf = seconds / max(row["duration"], 1e-9)
-            print(json.dumps({"path": row["path"], **timed, "audio_seconds": round(row["duration"], 3),
-                              "compute_seconds": round(seconds, 4), "rtf": round(rtf, 4)}, ensure_ascii=False))  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        "path": row["path"],
+                        **timed,
+                        "audio_seconds": round(row["duration"], 3),
+                        "compute_seconds": round(seconds, 4),
+                        "rtf": round(rtf, 4),
+                    },
+                    ensure_ascii=False,
+                )
+            )
         else:
             print(f"{row['path']}\t{timed['text']}")
     audio, wall = sum(r["duration"] for r in rows), time.perf_counter() - began
-    print(f"transcribed {len(rows)} files ({audio:.1f} s of audio) in {wall:.1f} s: real-time factor "
-          f"{wall / max(audio, 1e-9):.3f} ({audio / max(wall, 1e-9):.1f}x real time){f'; {failed} skipped' if failed else ''}",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"transcribed {len(rows)} files ({audio:.1f} s of audio) in {wall:.1f} s: real-time factor "
+        f"{wall / max(audio, 1e-9):.3f} ({audio / max(wall, 1e-9):.1f}x real time){f'; {failed} skipped' if failed else ''}",
+        file=sys.stderr,
+    )
     return 1 if failed and args.strict else 0
 
 
@@ -106,11 +130,12 @@ def cmd_classify(args) -> int:
 
     from slp_toolkit.inference.evaluate import predict_split
 
-    task, model, processor = _load(args.model, "audio-classification", "an audio classifier (see `slp transcribe`)",
-                                   args.device)  # fmt: skip
+    task, model, processor = _load(
+        args.model, "audio-classification", "an audio classifier (see `slp transcribe`)", args.device
+    )
     rows, ds, failed = _read_inputs(args.inputs, sampling_rate(processor))
     ranking = with_precision(
-        dataclasses.replace(task, predict=partial(task.ranked, k=args.top_k)), model, args.precision, args.model
+        dataclasses.replace(task, predict=partial(task.caps.ranked, k=args.top_k)), model, args.precision, args.model
     )
     for row, best in zip(rows, predict_split(ranking, model, processor, ds, args.batch_seconds), strict=True):
         if args.json:
@@ -149,9 +174,9 @@ def _load(model_dir: str, tag: str, what: str, device: str) -> tuple:
 def _language(task, model_dir: str, model, processor, language: str | None) -> None:
     if language is None:
         return
-    if task.set_language is None:
+    if task.caps.set_language is None:
         raise ConfigError(f"{model_dir}: --language is for Whisper models, not {task.name}")
-    task.set_language(model, processor, language)
+    task.caps.set_language(model, processor, language)
 
 
 def _decoding(task, model_dir: str, model, processor, args, greedy: bool = False):
@@ -164,14 +189,14 @@ def _decoding(task, model_dir: str, model, processor, args, greedy: bool = False
         if args.lm:
             raise ConfigError("--lm needs --decoder beam")
         return task
-    if task.beam is None:
+    if task.caps.beam is None:
         raise ConfigError(f"{model_dir}: --decoder beam is for CTC models, not {task.name}")
     from slp_toolkit.lm import LM_FILE, BeamSettings
 
     lm = args.lm or (str(Path(model_dir) / LM_FILE) if (Path(model_dir) / LM_FILE).is_file() else None)
     log.info("beam search (beam %d) %s", args.beam_size, f"with LM {lm} (weight {args.lm_weight:g})" if lm else "")
     settings = BeamSettings(lm=lm, beam_size=args.beam_size, lm_weight=args.lm_weight, word_bonus=args.word_bonus)
-    return dataclasses.replace(task, predict=task.beam(processor, settings))
+    return dataclasses.replace(task, predict=task.caps.beam(processor, settings))
 
 
 def cmd_lm_build(args) -> int:
@@ -179,11 +204,12 @@ def cmd_lm_build(args) -> int:
     from slp_toolkit.tasks import detect_task
 
     task = detect_task(args.model)
-    if task.beam is None:
+    if task.caps.beam is None:
         raise ConfigError(f"{args.model}: a {task.name} model; an LM is for CTC models' beam search")
     _, processor = task.load(args.model)
-    out = write_lm(texts_of(args.text), processor.tokenizer.get_vocab(), Path(args.out or Path(args.model) / LM_FILE),
-                   args.order)  # fmt: skip
+    out = write_lm(
+        texts_of(args.text), processor.tokenizer.get_vocab(), Path(args.out or Path(args.model) / LM_FILE), args.order
+    )
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, order {args.order}); use it with --decoder beam")
     return 0
 
@@ -194,8 +220,11 @@ def add_decoder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam-size", type=int, default=32)
     p.add_argument("--lm-weight", type=float, default=1.0, help="LM weight (beam search; tune on validation)")
     p.add_argument("--word-bonus", type=float, default=0.0, help="score added per word (beam search)")
-    p.add_argument("--language", default=None,
-                   help="Whisper: the language to decode in (e.g. spanish, es), instead of the model's own")  # fmt: skip
+    p.add_argument(
+        "--language",
+        default=None,
+        help="Whisper: the language to decode in (e.g. spanish, es), instead of the model's own",
+    )
     add_precision_args(p)
 
 
@@ -252,3 +281,86 @@ def _audio_files(inputs: list[str]) -> list[Path]:
         else:
             files.append(p)
     return files
+
+
+BATCH_HELP = (
+    f"audio seconds per batch (default {BATCH_SECONDS['cpu']:g} on CPU, where small batches run faster, "
+    f"{BATCH_SECONDS['other']:g} on a GPU)"
+)
+
+
+def add_model_commands(sub, run_eval) -> None:
+    """`slp` subcommands of a trained model: eval (`run_eval`: the CLI's, which also runs --folds), transcribe,
+    lm, classify, synthesize."""
+    p = sub.add_parser("eval", help="evaluate a trained model on a split -> metrics.json")
+    p.add_argument("model", help="output dir of `slp train` (or a Hub name)")
+    p.add_argument("--data", required=True, help="audiofolder dir, .csv/.jsonl manifest or hf:NAME[:CONFIG]@SPLIT")
+    p.add_argument("--text-column", default=None)
+    p.add_argument("--audio-column", default=None)
+    p.add_argument("--max-samples", type=int, default=None)
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=float("inf"),
+        help="leave longer clips out of the score (default: none; a test split is scored whole, clips "
+        "longer than a model's window decoded long-form)",
+    )
+    p.add_argument("--batch-seconds", type=float, default=None, help=BATCH_HELP)
+    p.add_argument("--output-dir", default=None, help="default: MODEL/eval/<split name>")
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        metavar="K",
+        help="speaker-independent K-fold: retrain the model's recipe on K-1 speaker groups of --data, "
+        "test on the held-out one (in MODEL/folds/fold-i); report mean ± std",
+    )
+    p.add_argument(
+        "--fold-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="recipe override for every fold's training, e.g. train.max_minutes=2 (repeatable)",
+    )
+    add_decoder_args(p)
+    p.set_defaults(func=run_eval)
+
+    p = sub.add_parser("transcribe", help="transcribe audio files with a trained ASR model")
+    p.add_argument("model")
+    p.add_argument("inputs", nargs="+", help="audio files or directories")
+    p.add_argument("--batch-seconds", type=float, default=None, help=BATCH_HELP)
+    p.add_argument(
+        "--json", action="store_true", help="one JSON object per line, with word (CTC) or chunk (Whisper) timestamps"
+    )
+    p.add_argument("--strict", action="store_true", help="exit 1 if any file was unreadable")
+    add_decoder_args(p)
+    p.set_defaults(func=cmd_transcribe)
+
+    lm = sub.add_parser("lm", help="language models for CTC beam search").add_subparsers(
+        dest="lm_command", required=True
+    )
+    p = lm.add_parser("build", help="a character n-gram LM of a split's transcripts -> MODEL/language_model/lm.arpa")
+    p.add_argument("model", help="the CTC model dir whose tokens the LM is over")
+    p.add_argument("--text", required=True, help="split (audiofolder, manifest) whose transcripts to use, or a .txt")
+    p.add_argument("--order", type=int, default=6, help="n-gram order (characters)")
+    p.add_argument("--out", default=None, help="default: MODEL/language_model/lm.arpa")
+    p.set_defaults(func=cmd_lm_build)
+
+    p = sub.add_parser("classify", help="top-k labels with probabilities from a trained audio classifier")
+    p.add_argument("model")
+    p.add_argument("inputs", nargs="+", help="audio files or directories")
+    p.add_argument("--top-k", type=int, default=3, help="how many labels to print per file")
+    p.add_argument("--batch-seconds", type=float, default=None, help=BATCH_HELP)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any file was unreadable")
+    add_precision_args(p)
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("synthesize", help="speak a sentence with a trained text-to-speech model -> a wav file")
+    p.add_argument("model", help="output dir of a tts recipe")
+    p.add_argument("text")
+    p.add_argument("--speaker", default=None, help="a speaker of the model's table, or a .npy speaker embedding")
+    p.add_argument("-o", "--output", default="out.wav", help="wav file to write (16-bit PCM)")
+    p.add_argument("--vocoder", default=None, help="griffin-lim, or a SpeechT5HifiGan dir / Hub name")
+    add_device_arg(p)
+    p.set_defaults(func=cmd_synthesize)

@@ -100,8 +100,15 @@ def evaluate_split(
         from accelerate.utils import gather_object
 
         mine = [(i, p) for i, p in enumerate(predictions) if p is not None]
-        log.info("evaluation: process %d of %d predicted %d of %d clips in %d batches (%d rounds)", rank, world,
-                 len(mine), len(ds), counts["batches"], counts["rounds"])  # fmt: skip
+        log.info(
+            "evaluation: process %d of %d predicted %d of %d clips in %d batches (%d rounds)",
+            rank,
+            world,
+            len(mine),
+            len(ds),
+            counts["batches"],
+            counts["rounds"],
+        )
         gathered = gather_object(mine)
         if not state.is_main_process:
             return None, None

@@ -115,20 +115,27 @@ def with_precision(task, model, precision: str, model_dir: str | None = None):
 
         return run
 
-    paths = {k: autocast(getattr(task, k)) for k in ("predict", "ranked", "timed") if getattr(task, k) is not None}
-    return dataclasses.replace(task, **paths)
+    caps = {k: autocast(getattr(task.caps, k)) for k in ("ranked", "timed") if getattr(task.caps, k) is not None}
+    return dataclasses.replace(task, predict=autocast(task.predict), caps=dataclasses.replace(task.caps, **caps))
 
 
 def add_precision_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                        help="bf16: autocast inference, ~2x faster on a GPU or where the CPU has bf16 (avx512_bf16/"
-                        "AMX); auto: what the model's run evaluated in (its recipe's train.mixed_precision), else "
-                        "bf16 on a GPU with bf16 and fp32 elsewhere")  # fmt: skip
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="bf16: autocast inference, ~2x faster on a GPU or where the CPU has bf16 (avx512_bf16/"
+        "AMX); auto: what the model's run evaluated in (its recipe's train.mixed_precision), else "
+        "bf16 on a GPU with bf16 and fp32 elsewhere",
+    )
 
 
 def add_device_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto",
-                        help="where the model runs: auto (the first GPU, else the CPU), cpu, cuda, cuda:N or mps")  # fmt: skip
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="where the model runs: auto (the first GPU, else the CPU), cpu, cuda, cuda:N or mps",
+    )
 
 
 def is_sharded(model) -> bool:

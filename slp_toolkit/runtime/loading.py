@@ -51,8 +51,10 @@ def load_or_fail(loader: Callable, name: str, what: str, **kwargs) -> Any:
         raise ModelLoadError(f"cannot load {what} from {name!r}: {type(err).__name__}: {first}") from None
 
 
-# A recipe key -> the config attributes it sets, in whichever of the family's configs (top level or a sub-config
-# such as Parakeet's encoder_config) has them: families name dropout, layerdrop and the CTC blank differently.
+# The one mapping from recipe keys to model configs, for every task, pretrained or scratch: a recipe key -> the
+# config attributes it sets, in whichever of the family's configs (top level or a sub-config such as Parakeet's
+# encoder_config) has them: families name dropout, layerdrop and the CTC blank differently. A key not listed
+# sets the attribute of its own name (mask_time_prob, use_cache, ...).
 CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "dropout": (
         "hidden_dropout",
@@ -94,6 +96,13 @@ def apply_settings(config, settings: dict[str, Any], explicit: set[str], family:
                 )
             missing.append(key)
     return missing
+
+
+def scratch_values(settings: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A scratch model has no checkpoint of its own to keep: a setting the recipe left unset (None) takes
+    `defaults`' value, else 0 (no dropout, no layerdrop, no masks)."""
+    defaults = defaults or {}
+    return {k: v if v is not None else defaults.get(k, 0.0) for k, v in settings.items()}
 
 
 def explicit_keys(cfg) -> set[str]:

@@ -44,6 +44,7 @@ from transformers import (
 )
 from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
 
+from slp_toolkit.runtime.loading import apply_settings
 from slp_toolkit.runtime.presets import CTC_PRESETS, HIFIGAN_PRESETS, SPEECHT5_PRESETS, WHISPER_PRESETS
 from slp_toolkit.runtime.whisper_vocab import (
     WHISPER_EOT_ID,
@@ -97,9 +98,10 @@ def ctc_processor(vocab: list[str], sampling_rate: int = 16000) -> Wav2Vec2Proce
 
 
 def build_ctc(
-    vocab: list[str], preset: str = "tiny", sampling_rate: int = 16000, **overrides
+    vocab: list[str], preset: str = "tiny", sampling_rate: int = 16000, settings: dict | None = None, **overrides
 ) -> tuple[Wav2Vec2ForCTC, Wav2Vec2Processor]:
-    """A randomly initialised Wav2Vec2ForCTC and its processor; ``overrides`` are Wav2Vec2Config kwargs."""
+    """A randomly initialised Wav2Vec2ForCTC and its processor; ``overrides`` are Wav2Vec2Config kwargs of its
+    shape, ``settings`` recipe keys (dropout, layerdrop, masks) mapped by loading.apply_settings."""
     processor = ctc_processor(vocab, sampling_rate)
     tokenizer = processor.tokenizer
     config = Wav2Vec2Config(
@@ -109,6 +111,7 @@ def build_ctc(
         ctc_zero_infinity=True,
         **_preset(CTC_PRESETS, preset, overrides),
     )
+    apply_settings(config, settings or {}, set(), "wav2vec2")
     return Wav2Vec2ForCTC(config), processor
 
 
@@ -132,8 +135,9 @@ def whisper_processor(
 ) -> WhisperProcessor:
     """Real multilingual Whisper tokenizer (labels start <|startoftranscript|><|lang|><|task|><|notimestamps|>;
     `languages` 100: large-v3's) and a log-mel feature extractor whose window is ``chunk_length`` seconds."""
-    tokenizer = WhisperTokenizer.from_pretrained(whisper_tokenizer_dir(languages), language=_language_code(language),
-                                                 task=task)  # fmt: skip
+    tokenizer = WhisperTokenizer.from_pretrained(
+        whisper_tokenizer_dir(languages), language=_language_code(language), task=task
+    )
     extractor = WhisperFeatureExtractor(feature_size=num_mel_bins, sampling_rate=16000, chunk_length=chunk_length)
     return WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer)
 
@@ -181,11 +185,16 @@ def whisper_generation_config(processor: WhisperProcessor, max_length: int, **ex
 
 
 def build_whisper(
-    preset: str = "tiny", language: str | None = "english", task: str = "transcribe", **overrides
+    preset: str = "tiny",
+    language: str | None = "english",
+    task: str = "transcribe",
+    settings: dict | None = None,
+    **overrides,
 ) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
     """A randomly initialised multilingual Whisper. Its generation config carries ``language``/``task``,
     so ``generate()`` and the ASR pipeline skip language detection (``language=None`` re-enables it)."""
     config, chunk_length = _whisper_config(preset, overrides)
+    apply_settings(config, settings or {}, set(), "whisper")
     processor = whisper_processor(language, task, chunk_length, config.num_mel_bins)
     model = WhisperForConditionalGeneration(config)
     model.generation_config = whisper_generation_config(
@@ -224,7 +233,7 @@ def speecht5_processor(texts: list[str]) -> SpeechT5Processor:
 
 
 def build_speecht5(
-    texts: list[str], preset: str = "tiny", **overrides
+    texts: list[str], preset: str = "tiny", settings: dict | None = None, **overrides
 ) -> tuple[SpeechT5ForTextToSpeech, SpeechT5Processor]:
     """A randomly initialised SpeechT5 text-to-speech model and its processor (see SPEECHT5_PRESETS)."""
     processor = speecht5_processor(texts)
@@ -237,6 +246,7 @@ def build_speecht5(
         decoder_start_token_id=tokenizer.eos_token_id,
         **_preset(SPEECHT5_PRESETS, preset, overrides),
     )
+    apply_settings(config, settings or {}, set(), "speecht5")  # before the model: its loss reads them at init
     return SpeechT5ForTextToSpeech(config), processor
 
 
@@ -254,7 +264,12 @@ _ENCODERS = {
 
 
 def build_audio_classifier(
-    labels: list[str], family: str = "wav2vec2", preset: str = "tiny", sampling_rate: int = 16000, **overrides
+    labels: list[str],
+    family: str = "wav2vec2",
+    preset: str = "tiny",
+    sampling_rate: int = 16000,
+    settings: dict | None = None,
+    **overrides,
 ) -> tuple[PreTrainedModel, Wav2Vec2FeatureExtractor | WhisperFeatureExtractor]:
     """A randomly initialised utterance classifier and its feature extractor. ``family`` is wav2vec2,
     hubert or wavlm (CTC_PRESETS shapes) or whisper (WHISPER_PRESETS encoder, 16 kHz only)."""
@@ -267,6 +282,7 @@ def build_audio_classifier(
         if sampling_rate != 16000:
             raise ValueError("Whisper classifiers take 16 kHz audio")
         config, chunk_length = _whisper_config(preset, overrides, **label_kwargs)
+        apply_settings(config, settings or {}, set(), family)
         extractor = WhisperFeatureExtractor(
             feature_size=config.num_mel_bins, sampling_rate=16000, chunk_length=chunk_length
         )
@@ -275,5 +291,6 @@ def build_audio_classifier(
         raise ValueError(f"unknown family {family!r}; expected one of {[*_ENCODERS, 'whisper']}")
     config_class, model_class = _ENCODERS[family]
     config = config_class(**label_kwargs, **_preset(CTC_PRESETS, preset, overrides))
+    apply_settings(config, settings or {}, set(), family)
     extractor = wav2vec2_extractor(sampling_rate)
     return model_class(config), extractor

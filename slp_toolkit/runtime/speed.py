@@ -22,8 +22,9 @@ log = logging.getLogger("slp")
 
 
 def _norm_act(hidden: torch.Tensor, norm: torch.nn.LayerNorm, activation) -> torch.Tensor:
-    hidden = torch.nn.functional.layer_norm(hidden.transpose(-2, -1), norm.normalized_shape, norm.weight,
-                                            norm.bias, norm.eps)  # fmt: skip
+    hidden = torch.nn.functional.layer_norm(
+        hidden.transpose(-2, -1), norm.normalized_shape, norm.weight, norm.bias, norm.eps
+    )
     return activation(hidden.transpose(-2, -1))
 
 
@@ -50,18 +51,22 @@ def compile_front_end(model: torch.nn.Module) -> list[str]:
     names = [
         name
         for name, layer in model.named_modules()
-        if type(layer).__name__.endswith("LayerNormConvLayer") and isinstance(getattr(layer, "layer_norm", None),
-                                                                             torch.nn.LayerNorm)
-    ]  # fmt: skip
+        if type(layer).__name__.endswith("LayerNormConvLayer")
+        and isinstance(getattr(layer, "layer_norm", None), torch.nn.LayerNorm)
+    ]
     for name in names:
         layer = model.get_submodule(name)
         layer.forward = types.MethodType(_fused_forward, layer)
     if names:
-        log.info("train.compile: fusing norm+activation of %d conv layers (the first steps are slow while "
-                 "inductor builds it)", len(names))  # fmt: skip
+        log.info(
+            "train.compile: fusing norm+activation of %d conv layers (the first steps are slow while "
+            "inductor builds it)",
+            len(names),
+        )
     else:
-        log.warning("train.compile: %s has no layer-norm conv front end to compile; training eagerly",
-                    type(model).__name__)  # fmt: skip
+        log.warning(
+            "train.compile: %s has no layer-norm conv front end to compile; training eagerly", type(model).__name__
+        )
     return names
 
 
@@ -74,8 +79,9 @@ SCORES_LIMIT = 1 << 22  # batch x heads x queries x keys: 16 MB of fp32 scores p
 ATTENTION = "slp_sdpa"
 
 
-def shape_aware_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
-                          **kwargs):  # fmt: skip
+def shape_aware_attention(
+    module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs
+):
     """transformers' sdpa attention, except for bf16 on CPU with small score matrices and nothing unusual
     (no position bias, soft cap or grouped heads): there the plain math, to rounding the same."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -86,12 +92,19 @@ def shape_aware_attention(module, query, key, value, attention_mask, dropout=0.0
         and attention_mask is None
         and (is_causal if is_causal is not None else getattr(module, "is_causal", True))
     )
-    plain = (query.device.type == "cpu" and query.dtype == torch.bfloat16 and b * h * q * k <= SCORES_LIMIT
-             and key.shape[1] == h and kwargs.get("position_bias") is None and kwargs.get("softcap") is None
-             and not (causal and k != q))  # fmt: skip
+    plain = (
+        query.device.type == "cpu"
+        and query.dtype == torch.bfloat16
+        and b * h * q * k <= SCORES_LIMIT
+        and key.shape[1] == h
+        and kwargs.get("position_bias") is None
+        and kwargs.get("softcap") is None
+        and not (causal and k != q)
+    )
     if not plain:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)  # fmt: skip
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
     scores = torch.matmul(query, key.transpose(2, 3)) * (query.shape[-1] ** -0.5 if scaling is None else scaling)
     if attention_mask is not None:
         mask = attention_mask[:, :, :, :k]

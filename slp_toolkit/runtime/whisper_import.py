@@ -388,8 +388,13 @@ def _write(imported: Imported, out: Path) -> dict:
         "imported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     (out / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
-    return {"parameters": params, "multilingual": multilingual, "vocab_size": dims["vocab_size"],
-            "num_mel_bins": dims["num_mel_bins"], "format": provenance["format"]}  # fmt: skip
+    return {
+        "parameters": params,
+        "multilingual": multilingual,
+        "vocab_size": dims["vocab_size"],
+        "num_mel_bins": dims["num_mel_bins"],
+        "format": provenance["format"],
+    }
 
 
 def generation_config(tokenizer, config, alignment_heads):
@@ -441,9 +446,12 @@ def _distribution(sources: list[Path]) -> dict:
         top = parts[parts.index("site-packages") + 1] if parts.index("site-packages") + 1 < len(parts) else ""
         for dist_name in tops.get(top, []):
             meta = metadata.metadata(dist_name)
-            found.append({
-                "name": meta["Name"], "version": meta["Version"],
-                "license": meta.get("License-Expression") or meta.get("License"),
-                "urls": meta.get_all("Project-URL") or [],
-            })  # fmt: skip
+            found.append(
+                {
+                    "name": meta["Name"],
+                    "version": meta["Version"],
+                    "license": meta.get("License-Expression") or meta.get("License"),
+                    "urls": meta.get_all("Project-URL") or [],
+                }
+            )
     return {"packages": found} if found else {}

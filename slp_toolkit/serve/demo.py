@@ -12,7 +12,7 @@ the processor's rate, then predict_split -> task.predict), so both give the same
 
 A synthesize tab talks to its task through the Task interface only: `task.predict(model, processor,
 [{"text", "speaker", "vocoder"}])` returns one {"audio", "sampling_rate", ...} per example; speaker and
-vocoder choices come from `task.speakers(model, processor)` and `task.vocoders`.
+vocoder choices come from `task.caps.speakers(model, processor)` and `task.caps.vocoders`.
 
 Bad input (no audio, an empty, unreadable, too large or too long file) is answered with a message in
 the tab's Message box; the app keeps serving.
@@ -79,9 +79,9 @@ def tabs() -> dict[str, Any]:
     from slp_toolkit.tasks import all_tasks
 
     found: dict[str, Any] = {}
-    for task in sorted(all_tasks(), key=lambda t: KINDS.index(t.tab.kind) if t.tab else len(KINDS)):
-        if task.tab is not None:
-            found.setdefault(task.tab.key, task.tab)
+    for task in sorted(all_tasks(), key=lambda t: KINDS.index(t.caps.tab.kind) if t.caps.tab else len(KINDS)):
+        if task.caps.tab is not None:
+            found.setdefault(task.caps.tab.key, task.caps.tab)
     return found
 
 
@@ -105,9 +105,9 @@ def _tab_of(spec: str) -> str:
         if err.task in tabs():  # a tab named after its task; load_models notes that it is missing
             return err.task
         raise
-    if task.tab is None:
+    if task.caps.tab is None:
         raise DemoError(f"{spec}: the demo has no tab for {task.name} models")
-    return task.tab.key
+    return task.caps.tab.key
 
 
 def load_models(specs: dict[str, str | None], device: str = "auto", precision: str = "auto") -> tuple[dict, list[str]]:
@@ -127,7 +127,7 @@ def load_models(specs: dict[str, str | None], device: str = "auto", precision: s
         except TaskNotImplementedError as err:
             notes.append(f"{title}: not available: {err}, so {spec} is not served.")
             continue
-        if tasks[tab].tab is None or tasks[tab].tab.key != tab:
+        if tasks[tab].caps.tab is None or tasks[tab].caps.tab.key != tab:
             raise DemoError(f"--{tab} {spec}: a {tasks[tab].name} ({tasks[tab].pipeline_tag}) model, not a {title} one")
     served = {}
     for tab, task in tasks.items():
@@ -199,7 +199,7 @@ def classify(served: Served, limits: Limits, audio: str | None) -> tuple[dict[st
     """Every label with its probability (`slp classify`'s ranking with k = all labels)."""
     wave = read_clip(audio, served.rate, limits)
     labels = served.model.config.id2label
-    ranking = dataclasses.replace(served.task, predict=partial(served.task.ranked, k=len(labels)))
+    ranking = dataclasses.replace(served.task, predict=partial(served.task.caps.ranked, k=len(labels)))
     best = predict(served, [wave], ranking)[0]
     return {label: score for label, score in best}, f"Classified {len(wave) / served.rate:.1f} s of audio."
 
@@ -221,7 +221,10 @@ def synthesize(served: Served, text: str, speaker: str | None, vocoder: str | No
 
 def _tts_choices(served: Served) -> tuple[list[str], list[str]]:
     task = served.task
-    return (list(task.speakers(served.model, served.processor)) if task.speakers else [], list(task.vocoders))
+    return (
+        list(task.caps.speakers(served.model, served.processor)) if task.caps.speakers else [],
+        list(task.caps.vocoders),
+    )
 
 
 # ---------------------------------------------------------------- the page
@@ -242,7 +245,7 @@ def example_inputs(folder: str | None) -> tuple[list[str], list[str]]:
 def _audio_tab(gr, served: Served, limits: Limits, examples: list[str], api_name: str) -> None:
     """Upload first: it is what most visitors do (and its file input is what the browser test fills)."""
     key = served.tab
-    if served.task.tab.kind == "transcribe":
+    if served.task.caps.tab.kind == "transcribe":
         verb, run, empty = "Transcribe", transcribe, ""
         output = gr.Textbox(label="Transcript", lines=3, elem_id=f"{key}-output", render=False)
     else:
@@ -265,17 +268,17 @@ def build_app(served: dict[str, Served], notes: list[str], limits: Limits, examp
     import gradio as gr
 
     clips, texts = list(examples[0]), list(examples[1])
-    lines = [f"- **{s.task.tab.title}**: `{s.source}` (task `{s.task.name}`)" for s in served.values()]
+    lines = [f"- **{s.task.caps.tab.title}**: `{s.source}` (task `{s.task.name}`)" for s in served.values()]
     lines += [f"- {note}" for note in notes]
     lines.append(f"- Uploads: up to {limits.max_mb:g} MB and {limits.max_seconds:g} s of audio.")
-    kinds = [s.task.tab.kind for s in served.values()]
+    kinds = [s.task.caps.tab.kind for s in served.values()]
     with gr.Blocks(title="slp_toolkit demo", analytics_enabled=False) as app:
         gr.Markdown("# slp_toolkit demo\n" + "\n".join(lines))
         with gr.Tabs():
             for tab, s in served.items():
-                kind = s.task.tab.kind
+                kind = s.task.caps.tab.kind
                 api_name = kind if kinds.count(kind) == 1 else f"{tab}_{kind}"
-                with gr.Tab(s.task.tab.title, id=tab):
+                with gr.Tab(s.task.caps.tab.title, id=tab):
                     if kind == "synthesize":
                         _tts_tab(gr, s, texts, api_name)
                     else:

@@ -117,8 +117,10 @@ def metric_sources(run: Run) -> list[tuple[str, dict, dict]]:
     if (run.out / "metrics.json").is_file():
         spec = run.recipe.data.eval if run.recipe else None
         sources.append(("metrics.json", _dataset(spec, "eval")))
-    sources += [(f"eval/{p.parent.name}/metrics.json", _dataset(None, p.parent.name)) for p in
-                sorted(run.out.glob("eval/*/metrics.json"))]  # fmt: skip
+    sources += [
+        (f"eval/{p.parent.name}/metrics.json", _dataset(None, p.parent.name))
+        for p in sorted(run.out.glob("eval/*/metrics.json"))
+    ]
     return [(f, json.loads((run.out / f).read_text()), ds) for f, ds in sources]
 
 
@@ -136,11 +138,19 @@ def card_data(run: Run, repo_id: str):
 
     tag = run.task.pipeline_tag
     results = [
-        EvalResult(task_type=tag, dataset_type=ds["dataset_type"], dataset_name=ds["dataset_name"],
-                   dataset_config=ds.get("dataset_config"), dataset_split=ds.get("dataset_split"),
-                   metric_type=key, metric_name=METRIC_NAMES.get(key, key), metric_value=value)
-        for _, metrics, ds in metric_sources(run) for key, value in headline(metrics).items()
-    ]  # fmt: skip
+        EvalResult(
+            task_type=tag,
+            dataset_type=ds["dataset_type"],
+            dataset_name=ds["dataset_name"],
+            dataset_config=ds.get("dataset_config"),
+            dataset_split=ds.get("dataset_split"),
+            metric_type=key,
+            metric_name=METRIC_NAMES.get(key, key),
+            metric_value=value,
+        )
+        for _, metrics, ds in metric_sources(run)
+        for key, value in headline(metrics).items()
+    ]
     specs = [run.recipe.data.train, run.recipe.data.eval] if run.recipe else []
     datasets = sorted({_dataset(s, "")["dataset_type"] for s in specs if s and s.startswith("hf:")})
     config = run.out / "config.json"
@@ -190,9 +200,15 @@ def _twin_of(base: str | None) -> str | None:
 
 
 def _usage(run: Run, repo_id: str) -> str:
-    tag, call = run.task.pipeline_tag, run.task.usage
-    lines = ["```python", "from transformers import pipeline", "", f'pipe = pipeline("{tag}", model="{repo_id}")',
-             f"print({call})  # file paths need ffmpeg; a dict of raw/sampling_rate does not", "```"]  # fmt: skip
+    tag, call = run.task.pipeline_tag, run.task.caps.usage
+    lines = [
+        "```python",
+        "from transformers import pipeline",
+        "",
+        f'pipe = pipeline("{tag}", model="{repo_id}")',
+        f"print({call})  # file paths need ffmpeg; a dict of raw/sampling_rate does not",
+        "```",
+    ]
     if run.is_adapter:
         lines.append("\nLoading an adapter needs `pip install peft`; `slp merge` folds it into a plain model.")
     return "\n".join(lines)
@@ -207,19 +223,31 @@ def _tables(sources: list[tuple[str, dict, dict]]) -> str:
     from slp_toolkit.metrics import confusion_from_metrics
 
     fmt = _fmt
-    rows = [f"| {ds['dataset_name']} | {k} | {fmt(v)} |" for _, m, ds in sources
-            for k, v in {**headline(m), **({"n": m["n"]} if "n" in m else {})}.items()]  # fmt: skip
+    rows = [
+        f"| {ds['dataset_name']} | {k} | {fmt(v)} |"
+        for _, m, ds in sources
+        for k, v in {**headline(m), **({"n": m["n"]} if "n" in m else {})}.items()
+    ]
     parts = ["| split | metric | value |", "| --- | --- | --- |", *rows] if rows else ["No metrics recorded."]
-    groups = [(ds["dataset_name"], k, v) for _, m, ds in sources for k, v in m.items()
-              if "/" in k and not k.startswith("confusion/")]  # fmt: skip
+    groups = [
+        (ds["dataset_name"], k, v)
+        for _, m, ds in sources
+        for k, v in m.items()
+        if "/" in k and not k.startswith("confusion/")
+    ]
     if groups:
         parts += ["", "### Per speaker / per class", "", "| split | key | value |", "| --- | --- | --- |"]
         parts += [f"| {split} | {k} | {fmt(v)} |" for split, k, v in groups]
     for _, m, ds in sources:
         if (confusion := confusion_from_metrics(m)) is not None:
             labels, matrix = confusion
-            parts += ["", f"Confusion on {ds['dataset_name']} (rows: reference, columns: prediction)", "",
-                      "| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]  # fmt: skip
+            parts += [
+                "",
+                f"Confusion on {ds['dataset_name']} (rows: reference, columns: prediction)",
+                "",
+                "| | " + " | ".join(labels) + " |",
+                "|---" * (len(labels) + 1) + "|",
+            ]
             parts += [f"| {ref} | " + " | ".join(map(str, row)) + " |" for ref, row in zip(labels, matrix)]
     return "\n".join(parts)
 
@@ -299,7 +327,7 @@ def stage_space(run: Run, repo_id: str, target: Path) -> None:
     from huggingface_hub import SpaceCardData
 
     tag = run.task.pipeline_tag
-    if not run.task.space:
+    if not run.task.caps.space:
         raise HubError(f"--space: no Space template for {tag} models yet")
     template = (Path(__file__).parents[1] / "resources" / "space_app.py").read_text()
     app = template.replace('"__MODEL_ID__"', json.dumps(repo_id)).replace('"__PIPELINE_TAG__"', json.dumps(tag))
@@ -307,9 +335,13 @@ def stage_space(run: Run, repo_id: str, target: Path) -> None:
     needs = [f"transformers=={version('transformers')}", "torch", "torchaudio", "numpy"]  # torchaudio: resampling
     needs += [f"peft=={version('peft')}"] if run.is_adapter else []
     data = SpaceCardData(
-        title=repo_id.split("/")[-1], sdk="gradio", sdk_version=version("gradio"), app_file="app.py",
-        models=[repo_id], tags=["slp_toolkit", tag],
-    )  # fmt: skip
+        title=repo_id.split("/")[-1],
+        sdk="gradio",
+        sdk_version=version("gradio"),
+        app_file="app.py",
+        models=[repo_id],
+        tags=["slp_toolkit", tag],
+    )
     readme = f"---\n{data.to_yaml()}\n---\n\nA demo of [{repo_id}](https://huggingface.co/{repo_id}), written by `slp push --space`.\n"
     target.mkdir(parents=True)
     for name, text in zip(SPACE_FILES, (app, "\n".join(needs) + "\n", readme)):
@@ -342,13 +374,19 @@ def _upload(stage_dir: Path, repo_id: str, private: bool, space: bool, token: st
     api = HfApi(token=token)
     try:
         urls = [str(api.create_repo(repo_id, private=private, exist_ok=True))]
-        api.upload_folder(folder_path=stage_dir, repo_id=repo_id, ignore_patterns=["space/*"],
-                          commit_message="Upload with slp push")  # fmt: skip
+        api.upload_folder(
+            folder_path=stage_dir, repo_id=repo_id, ignore_patterns=["space/*"], commit_message="Upload with slp push"
+        )
         if space:
-            urls.append(str(api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private,
-                                            exist_ok=True)))  # fmt: skip
-            api.upload_folder(folder_path=stage_dir / "space", repo_id=repo_id, repo_type="space",
-                              commit_message="Demo Space from slp push")  # fmt: skip
+            urls.append(
+                str(api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True))
+            )
+            api.upload_folder(
+                folder_path=stage_dir / "space",
+                repo_id=repo_id,
+                repo_type="space",
+                commit_message="Demo Space from slp push",
+            )
     except Exception as err:  # noqa: BLE001 - HTTP, DNS, auth, quota: one line, not a traceback
         first = (str(err).strip().splitlines() or [""])[0].replace(token, "***")
         raise HubError(f"push to {repo_id} failed: {type(err).__name__}: {first[:300]}") from None

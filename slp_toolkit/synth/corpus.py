@@ -193,11 +193,18 @@ def _plan(n, voices, unseen_voices, seed, noise_snr_db, reverb, task) -> list[_U
             noise = rng.choice(["white", "pink", "babble"])  # drawn either way: noise leaves the speech as is
             plan.append(
                 _Utterance(
-                    split, f"{i:05d}.flac", text, voice, **_prosody(task, label, rng), seed=rng.randrange(2**31),
-                    label=label, noise=noise if noise_snr_db is not None else None, snr_db=noise_snr_db,
+                    split,
+                    f"{i:05d}.flac",
+                    text,
+                    voice,
+                    **_prosody(task, label, rng),
+                    seed=rng.randrange(2**31),
+                    label=label,
+                    noise=noise if noise_snr_db is not None else None,
+                    snr_db=noise_snr_db,
                     reverb=rng.random() < reverb,
                 )
-            )  # fmt: skip
+            )
     noisy = [u for u in plan if u.split == "test_unseen"]
     snrs = [round(rng.uniform(*NOISY_SNR_DB), 1) for _ in noisy]
     return plan + [replace(u, split="test_noisy", noise="brown", snr_db=d, reverb=True) for u, d in zip(noisy, snrs)]
@@ -394,11 +401,17 @@ def librispeech_layout(split_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
 def summary_lines(summary: dict) -> list[str]:
     """What `slp data synth` prints of a corpus' summary: clips, hours and voices per split, unseen words."""
-    lines = [f"{split:12s} {count:6d} clips {summary['seconds'][split] / 3600:6.2f} h  {len(summary['voices'][split])} "
-             "voices" for split, count in summary["utterances"].items()]  # fmt: skip
+    lines = [
+        f"{split:12s} {count:6d} clips {summary['seconds'][split] / 3600:6.2f} h  {len(summary['voices'][split])} "
+        "voices"
+        for split, count in summary["utterances"].items()
+    ]
     words = summary["words"]
-    lines.append(f"words: {words['train']} in train, {words['test_unseen']} in test_unseen "
-                 f"({words['test_unseen_not_in_train']:.0%} of its words never said in train)")  # fmt: skip
-    lines.append(f"wrote {summary['out_dir']} ({summary['total_seconds'] / 3600:.2f} h; details in summary.json, "
-                 "README.md)")  # fmt: skip
+    lines.append(
+        f"words: {words['train']} in train, {words['test_unseen']} in test_unseen "
+        f"({words['test_unseen_not_in_train']:.0%} of its words never said in train)"
+    )
+    lines.append(
+        f"wrote {summary['out_dir']} ({summary['total_seconds'] / 3600:.2f} h; details in summary.json, README.md)"
+    )
     return lines

@@ -76,8 +76,20 @@ def _extractors() -> dict[str, Callable]:
     import transformers as t
 
     wav2vec2 = lambda: t.Wav2Vec2FeatureExtractor(return_attention_mask=True, do_normalize=True)  # noqa: E731
-    found = {name: wav2vec2 for name in ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "unispeech",
-                                         "unispeech-sat", "sew", "sew-d", "wav2vec2-conformer")}  # fmt: skip
+    found = {
+        name: wav2vec2
+        for name in (
+            "wav2vec2",
+            "hubert",
+            "wavlm",
+            "data2vec-audio",
+            "unispeech",
+            "unispeech-sat",
+            "sew",
+            "sew-d",
+            "wav2vec2-conformer",
+        )
+    }
     found.update({
         "wav2vec2-bert": lambda: t.SeamlessM4TFeatureExtractor(feature_size=80, stride=2),
         "parakeet_ctc": lambda: t.ParakeetFeatureExtractor(feature_size=80),
@@ -95,8 +107,13 @@ def mapped(head: str) -> dict[str, str]:
     """transformers' model type -> class name for a head: ctc, classification or seq2seq."""
     from transformers.models.auto import modeling_auto as m
 
-    return dict({"ctc": m.MODEL_FOR_CTC_MAPPING_NAMES, "classification": m.MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES,
-                 "seq2seq": m.MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES}[head])  # fmt: skip
+    return dict(
+        {
+            "ctc": m.MODEL_FOR_CTC_MAPPING_NAMES,
+            "classification": m.MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES,
+            "seq2seq": m.MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES,
+        }[head]
+    )
 
 
 SEQ2SEQ = ("whisper", "moonshine")  # the encoder-decoder families task asr_seq2seq trains
@@ -104,8 +121,11 @@ SEQ2SEQ = ("whisper", "moonshine")  # the encoder-decoder families task asr_seq2
 
 def heads_of(model_type: str) -> list[str]:
     """The heads (ctc, classification, seq2seq) transformers has for a model type and the toolkit trains."""
-    return [h for h in ("ctc", "classification", "seq2seq")
-            if model_type in mapped(h) and (h != "seq2seq" or model_type in SEQ2SEQ)]  # fmt: skip
+    return [
+        h
+        for h in ("ctc", "classification", "seq2seq")
+        if model_type in mapped(h) and (h != "seq2seq" or model_type in SEQ2SEQ)
+    ]
 
 
 def write_family(model_type: str, head: str, out: str | Path) -> Path:

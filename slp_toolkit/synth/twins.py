@@ -181,8 +181,9 @@ def speecht5_hifigan() -> tuple:
 def w2v_bert_2() -> tuple:
     from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig, Wav2Vec2BertModel
 
-    extractor = SeamlessM4TFeatureExtractor(feature_size=80, num_mel_bins=80, padding_value=1.0, stride=2,
-                                            sampling_rate=16000, return_attention_mask=True)  # fmt: skip
+    extractor = SeamlessM4TFeatureExtractor(
+        feature_size=80, num_mel_bins=80, padding_value=1.0, stride=2, sampling_rate=16000, return_attention_mask=True
+    )
     return Wav2Vec2BertModel(Wav2Vec2BertConfig()), extractor
 
 
@@ -201,10 +202,20 @@ def whisper_large_v3_turbo() -> tuple:
     from slp_toolkit.runtime.scratch import WHISPER_TOKEN_SETTINGS, whisper_generation_config, whisper_processor
 
     processor = whisper_processor(language=None, task="transcribe", num_mel_bins=128, languages=100)
-    config = WhisperConfig(**{**WHISPER_TOKEN_SETTINGS, "vocab_size": len(processor.tokenizer)}, d_model=1280,
-                           encoder_layers=32, decoder_layers=4, encoder_attention_heads=20, decoder_attention_heads=20,
-                           encoder_ffn_dim=5120, decoder_ffn_dim=5120, num_mel_bins=128, max_source_positions=1500,
-                           max_target_positions=448, suppress_tokens=[])  # fmt: skip
+    config = WhisperConfig(
+        **{**WHISPER_TOKEN_SETTINGS, "vocab_size": len(processor.tokenizer)},
+        d_model=1280,
+        encoder_layers=32,
+        decoder_layers=4,
+        encoder_attention_heads=20,
+        decoder_attention_heads=20,
+        encoder_ffn_dim=5120,
+        decoder_ffn_dim=5120,
+        num_mel_bins=128,
+        max_source_positions=1500,
+        max_target_positions=448,
+        suppress_tokens=[],
+    )
     model = WhisperForConditionalGeneration(config)
     # v3's specials sit one id higher than WHISPER_SUPPRESS's tail (sot stays at 50258)
     suppress = [*WHISPER_SUPPRESS[:-5], *(t + 1 for t in WHISPER_SUPPRESS[-5:])]
@@ -220,9 +231,16 @@ def moonshine_base() -> tuple:
     from slp_toolkit.runtime.scratch import wav2vec2_extractor
 
     tokenizer = _learnt_tokenizer(4096, "byte")
-    config = MoonshineConfig(hidden_size=416, intermediate_size=1664, encoder_num_hidden_layers=8,
-                             decoder_num_hidden_layers=8, encoder_num_attention_heads=8, decoder_num_attention_heads=8,
-                             vocab_size=32768, pad_token_id=tokenizer.eos_token_id)  # fmt: skip
+    config = MoonshineConfig(
+        hidden_size=416,
+        intermediate_size=1664,
+        encoder_num_hidden_layers=8,
+        decoder_num_hidden_layers=8,
+        encoder_num_attention_heads=8,
+        decoder_num_attention_heads=8,
+        vocab_size=32768,
+        pad_token_id=tokenizer.eos_token_id,
+    )
     extractor = wav2vec2_extractor(return_attention_mask=True)
     extractor.do_normalize = False
     return MoonshineForConditionalGeneration(config), Wav2Vec2Processor(
@@ -259,8 +277,9 @@ def _learnt_tokenizer(size: int, kind: str):
         bpe.add_special_tokens(["<pad>"])  # id `size`: the blank
         return ParakeetTokenizer(tokenizer_object=bpe, unk_token="<unk>", pad_token="<pad>")
     bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=size, special_tokens=["<unk>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+    trainer = trainers.BpeTrainer(
+        vocab_size=size, special_tokens=["<unk>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     bpe.train_from_iterator(text, trainer)
     bpe.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     return PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>", eos_token="</s>")

@@ -19,6 +19,7 @@ from slp_toolkit.runtime.loading import ModelLoadError, load_or_fail, refuse_pic
 __all__ = [
     "LearningRates",
     "ModelLoadError",
+    "Capabilities",
     "Tab",
     "Task",
     "TaskNotImplementedError",
@@ -154,15 +155,11 @@ class Tab:
 
 
 @dataclass(frozen=True)
-class Task:
-    """What a task must say for the shared loop, evaluation and CLI to run it.
+class Capabilities:
+    """What a task may add: each field has a default that means "the task has none" or the common behaviour.
 
-    build(recipe, train_ds) -> (model, processor)       a fresh model to train (vocab/labels from data)
-    load(model_dir) -> (model, processor)                a trained model to evaluate or serve
-    preprocess(example, processor) -> dict               per-example features, computed once and cached
-    collate(examples, processor) -> dict of tensors      one padded batch; `labels` included when known
-    predict(model, processor, examples) -> list          predictions for a list of examples
-    metrics(predictions, examples) -> dict[str, float]   scores against the examples' references
+    lora_targets, lora_heads                             modules LoRA adapts by default; modules trained in full
+                                                         and saved beside the adapter (a new classifier head)
     compute_loss(model, batch) -> scalar tensor          the training loss (default: model(**batch).loss)
     loss_items(batch) -> int                             how many items compute_loss averages over (default: the
                                                          batch's rows; Whisper: its label tokens), to weigh
@@ -194,7 +191,6 @@ class Task:
                                                          recipe's augment: section leaves it alone
     augment_changes_label                                augment: kinds that can change the label (emotion:
                                                          speed moves pitch and rate); a recipe using one is warned
-    model_config                                         the dataclass of the recipe's `model:` section
     validate(recipe, fail)                               the task's own recipe checks, run when the recipe loads
                                                          (before any data or model); fail(dotted_key, message)
     architectures                                        name parts of the transformers architectures it trains
@@ -208,17 +204,6 @@ class Task:
     normalize_text                                       data.normalize_text when the recipe gives none
     """
 
-    name: str
-    needs: tuple[str, ...]
-    build: Callable[[Any, Any], tuple[Any, Any]]
-    load: Callable[[str], tuple[Any, Any]]
-    preprocess: Callable[[dict, Any], dict]
-    collate: Callable[[list[dict], Any], dict]
-    predict: Callable[[Any, Any, list[dict]], list]
-    metrics: Callable[[list, list[dict]], dict]
-    main_metric: str
-    greater_is_better: bool
-    pipeline_tag: str
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     lora_heads: tuple[str, ...] = ()
     compute_loss: Callable[[Any, dict], Any] = model_loss
@@ -239,7 +224,6 @@ class Task:
     lockstep_predict: bool = True
     audio_is_input: bool = True
     augment_changes_label: tuple[str, ...] = ()
-    model_config: type = object
     validate: Callable[[Any, Callable[[str, str], None]], None] | None = None
     architectures: tuple[str, ...] = ()
     tab: Tab | None = None
@@ -247,6 +231,38 @@ class Task:
     space: bool = False
     learning_rates: LearningRates = LearningRates()
     normalize_text: bool = True
+
+
+@dataclass(frozen=True)
+class Task:
+    """What every task must give for the shared loop, evaluation and CLI to run it; the rest is `caps`.
+
+    build(recipe, train_ds) -> (model, processor)       a fresh model to train (vocab/labels from data)
+    load(model_dir) -> (model, processor)                a trained model to evaluate or serve
+    preprocess(example, processor) -> dict               per-example features, computed once and cached
+    collate(examples, processor) -> dict of tensors      one padded batch; `labels` included when known
+    predict(model, processor, examples) -> list          predictions for a list of examples
+    metrics(predictions, examples) -> dict[str, float]   scores against the examples' references
+    model_config                                         the dataclass of the recipe's `model:` section
+    name, needs                                          the recipe's task name; the columns its data must have
+    main_metric, greater_is_better                       the score that picks the best checkpoint
+    pipeline_tag                                         the transformers pipeline that serves the saved model
+    caps                                                 what the task may add (Capabilities)
+    """
+
+    name: str
+    needs: tuple[str, ...]
+    model_config: type
+    build: Callable[[Any, Any], tuple[Any, Any]]
+    load: Callable[[str], tuple[Any, Any]]
+    preprocess: Callable[[dict, Any], dict]
+    collate: Callable[[list[dict], Any], dict]
+    predict: Callable[[Any, Any, list[dict]], list]
+    metrics: Callable[[list, list[dict]], dict]
+    main_metric: str
+    greater_is_better: bool
+    pipeline_tag: str
+    caps: Capabilities = Capabilities()
 
 
 TASKS: dict[str, Task] = {}
@@ -342,18 +358,16 @@ def detect_task(model: str) -> Task:
         name = (yaml.safe_load(recipe.read_text()) or {}).get("task")
         if name:
             return get_task(name)
-    adapter = Path(model) / "adapter_config.json"
-    if adapter.is_file():
-        import json
+    from slp_toolkit.runtime.adapters import adapter_base
 
-        base = json.loads(adapter.read_text()).get("base_model_name_or_path")
-        if base:
-            return detect_task(base)
+    base = adapter_base(model)
+    if base is not None:
+        return detect_task(base)
     from transformers import AutoConfig
 
     config = load_or_fail(AutoConfig.from_pretrained, model, "model config")
     for arch in config.architectures or []:
         for task in all_tasks():
-            if any(part in arch for part in task.architectures):
+            if any(part in arch for part in task.caps.architectures):
                 return task
     raise ModelLoadError(f"{model}: cannot tell which task this model is for (architectures: {config.architectures})")

@@ -13,9 +13,10 @@ from slp_toolkit.config import ModelConfig, Recipe, rule
 from slp_toolkit.data.splits import column
 from slp_toolkit.data.text import ctc_vocab, decodes_ctc, fit_case, report_unknown_chars
 from slp_toolkit.metrics import asr_metrics
-from slp_toolkit.runtime.loading import CONFIG_KEYS, apply_settings, config_parts, explicit_keys
+from slp_toolkit.runtime.loading import apply_settings, config_parts, explicit_keys, scratch_values
 from slp_toolkit.runtime.presets import CTC_PRESETS, check_preset
 from slp_toolkit.tasks import (
+    Capabilities,
     LearningRates,
     ModelLoadError,
     Tab,
@@ -77,11 +78,8 @@ def build(recipe: Recipe, train_ds) -> tuple:
     texts = column(train_ds, "text")
     if cfg.init == "scratch":
         vocab, _ = ctc_vocab(texts)
-        shape = {k: v if v is not None else SCRATCH_MASKS.get(k, 0.0)
-                 for k, v in _settings(cfg).items() if k.startswith("mask_") or k == "layerdrop"}  # fmt: skip
-        shape |= dict.fromkeys(CONFIG_KEYS["dropout"][:5], cfg.dropout or 0.0)  # wav2vec2's names
-        model, processor = scratch.build_ctc(vocab, cfg.preset, cfg.sampling_rate, **shape)
-        model.config.ctc_zero_infinity = cfg.ctc_zero_infinity
+        settings = scratch_values(_settings(cfg), SCRATCH_MASKS)
+        model, processor = scratch.build_ctc(vocab, cfg.preset, cfg.sampling_rate, settings=settings)
     else:
         model, processor = _pretrained(cfg, texts)
     check_head(model, processor, cfg.name_or_path or "scratch")
@@ -108,8 +106,9 @@ def _pretrained(cfg: CtcModelConfig, texts: list[str]) -> tuple:
     apply_settings(config, settings, explicit_keys(cfg), config.model_type)
     if (cfg.mask_feature_prob or 0) > 0 and not hasattr(config, "mask_feature_min_masks"):
         config.mask_feature_min_masks = 0  # WavLM's model reads it but its config lacks it (transformers 5.24)
-    model = load_or_fail(AutoModelForCTC.from_pretrained, name, "CTC model", config=config,
-                         ignore_mismatched_sizes=True)  # fmt: skip
+    model = load_or_fail(
+        AutoModelForCTC.from_pretrained, name, "CTC model", config=config, ignore_mismatched_sizes=True
+    )
     if cfg.new_vocab:  # a head of the new vocabulary's size loads without a mismatch, mapping old symbols
         fresh_head(model)
     return model, processor
@@ -144,8 +143,12 @@ def _pretrained_processor(name: str, texts: list[str], new_vocab: bool = False):
     if new_vocab or not decodes_ctc(tokenizer):
         vocab, _ = ctc_vocab(texts)
         why = "model.new_vocab" if new_vocab and tokenizer is not None else "it has no CTC tokenizer"
-        log.info("%s: %s, so a character vocabulary from the training text (%d symbols) and a new output layer",
-                 name, why, len(vocab))  # fmt: skip
+        log.info(
+            "%s: %s, so a character vocabulary from the training text (%d symbols) and a new output layer",
+            name,
+            why,
+            len(vocab),
+        )
         tokenizer = scratch.ctc_processor(vocab, int(extractor.sampling_rate)).tokenizer
     elif hasattr(tokenizer, "word_delimiter_token"):
         report_unknown_chars(tokenizer, texts, name)
@@ -240,8 +243,14 @@ def ctc_words(ids, tokenizer, frame_seconds: float) -> list[dict]:
     if chars:
         words.append((chars, start, end))
     # group_tokens=False: the repeats left here were separated by a blank ("l", "l" of "hello")
-    return [{"word": tokenizer.decode(c, group_tokens=False).strip(), "start": round(a * frame_seconds, 3),
-             "end": round(b * frame_seconds, 3)} for c, a, b in words]  # fmt: skip
+    return [
+        {
+            "word": tokenizer.decode(c, group_tokens=False).strip(),
+            "start": round(a * frame_seconds, 3),
+            "end": round(b * frame_seconds, 3),
+        }
+        for c, a, b in words
+    ]
 
 
 @no_grad
@@ -404,24 +413,26 @@ TASK = register(
         build=build,
         load=load,
         preprocess=preprocess,
-        preprocess_reads=("text",),
         collate=collate,
         predict=predict,
         metrics=metrics,
         main_metric="cer",
         greater_is_better=False,
         model_config=CtcModelConfig,
-        validate=validate,
-        architectures=("ForCTC",),
-        tab=Tab("asr", "Transcribe", "transcribe"),
-        usage='pipe("clip.wav")["text"]',
-        space=True,
         pipeline_tag="automatic-speech-recognition",
-        lora_targets=("q_proj", "k_proj", "v_proj", "out_proj"),
-        lora_heads=("lm_head",),
-        # HF's wav2vec2 fine-tuning guide: 1e-4 for a pretrained base
-        learning_rates=LearningRates(scratch=3e-4, pretrained=1e-4, lora=1e-3),
-        beam=beam_predictor,
-        timed=timed,
+        caps=Capabilities(
+            preprocess_reads=("text",),
+            validate=validate,
+            architectures=("ForCTC",),
+            tab=Tab("asr", "Transcribe", "transcribe"),
+            usage='pipe("clip.wav")["text"]',
+            space=True,
+            lora_targets=("q_proj", "k_proj", "v_proj", "out_proj"),
+            lora_heads=("lm_head",),
+            # HF's wav2vec2 fine-tuning guide: 1e-4 for a pretrained base
+            learning_rates=LearningRates(scratch=3e-4, pretrained=1e-4, lora=1e-3),
+            beam=beam_predictor,
+            timed=timed,
+        ),
     )
 )

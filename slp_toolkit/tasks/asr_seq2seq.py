@@ -24,9 +24,10 @@ from slp_toolkit.data.splits import column
 from slp_toolkit.data.whisper_mel import audio_key, cached_features, features, is_whisper, log_mel, packed_mel  # noqa: F401
 from slp_toolkit.metrics import asr_metrics, english_spelling, text_normalizer  # noqa: F401
 from slp_toolkit.runtime.device import is_sharded
-from slp_toolkit.runtime.loading import apply_settings, explicit_keys
+from slp_toolkit.runtime.loading import apply_settings, explicit_keys, scratch_values
 from slp_toolkit.runtime.presets import WHISPER_PRESETS, check_preset, whisper_window
 from slp_toolkit.tasks import (
+    Capabilities,
     LearningRates,
     ModelLoadError,
     Tab,
@@ -66,27 +67,20 @@ class Seq2SeqModelConfig(ModelConfig):
     mask_feature_prob: float | None = field(default=None, metadata=rule(min=0.0, max=1.0))
 
 
-def _config_overrides(cfg: Seq2SeqModelConfig, scratch: bool = False) -> dict:
-    """The recipe's settings as Whisper config keys; None (a key the recipe left unset) keeps a pretrained
-    checkpoint's own value, and is 0 / off for a scratch model."""
+def _settings(cfg: Seq2SeqModelConfig) -> dict:
+    """The recipe's model settings by recipe key (loading.apply_settings maps them onto the family's config);
+    None (a key the recipe left unset) keeps a pretrained checkpoint's own value, and is 0 / off for scratch."""
     masks = (cfg.mask_time_prob, cfg.mask_feature_prob)
-    overrides = {
+    return {
         "dropout": cfg.dropout,
-        "attention_dropout": cfg.dropout,
-        "activation_dropout": cfg.dropout,
-        "encoder_layerdrop": cfg.layerdrop,
-        "decoder_layerdrop": cfg.layerdrop,
+        "layerdrop": cfg.layerdrop,
         # SpecAugment on the log-mel input, applied by the model itself in train mode. Whisper adds
         # `mask_time_min_masks` masks even at probability 0, so it is switched off entirely then.
         "apply_spec_augment": None if masks == (None, None) else any((m or 0) > 0 for m in masks),
         "mask_time_prob": cfg.mask_time_prob,
         "mask_feature_prob": cfg.mask_feature_prob,
+        "use_cache": not cfg.gradient_checkpointing,
     }
-    if scratch:
-        overrides = {
-            k: v if v is not None else (False if k == "apply_spec_augment" else 0.0) for k, v in overrides.items()
-        }
-    return overrides | {"use_cache": not cfg.gradient_checkpointing}
 
 
 def build(recipe: Recipe, train_ds) -> tuple:
@@ -96,9 +90,8 @@ def build(recipe: Recipe, train_ds) -> tuple:
     name = cfg.name_or_path or f"scratch:{cfg.preset}"
     if cfg.init == "scratch":
         try:
-            model, processor = scratch.build_whisper(
-                cfg.preset, cfg.language, cfg.task, **_config_overrides(cfg, scratch=True)
-            )
+            settings = scratch_values(_settings(cfg), {"apply_spec_augment": False})
+            model, processor = scratch.build_whisper(cfg.preset, cfg.language, cfg.task, settings=settings)
         except ValueError as err:
             raise ModelLoadError(f"{name}: {err}") from None
     else:
@@ -131,8 +124,7 @@ def _pretrained(cfg: Seq2SeqModelConfig, recipe: Recipe) -> tuple:
         check_window(recipe, processor, name)  # before a download of the weights
     elif {"language", "task"} & explicit_keys(cfg) and cfg.language not in ("english", "en"):
         raise ModelLoadError(f"model.language/model.task: {config.model_type} models have no language or task tokens")
-    settings = {k.replace("encoder_", ""): v for k, v in _config_overrides(cfg).items() if k != "decoder_layerdrop"}
-    apply_settings(config, settings, explicit_keys(cfg), config.model_type)
+    apply_settings(config, _settings(cfg), explicit_keys(cfg), config.model_type)
     if config.pad_token_id is None:  # labels are shifted right with it; Moonshine's config has none
         config.pad_token_id = config.eos_token_id
     model = load_or_fail(AutoModelForSpeechSeq2Seq.from_pretrained, name, f"{config.model_type} model", config=config)
@@ -319,8 +311,9 @@ def pack(examples: list[dict], processor, rng, config) -> list[dict]:
     out = []
     for members in first_fit(sizes, ext.n_samples, fits):
         group = [order[i] for i in members]
-        wave, starts = join([np.asarray(e["audio"], np.float32) for e in group], [gaps[i] for i in members],
-                            ext.hop_length)  # fmt: skip
+        wave, starts = join(
+            [np.asarray(e["audio"], np.float32) for e in group], [gaps[i] for i in members], ext.hop_length
+        )
         text = " ".join(texts[i] for i in members)
         packed = {"audio": wave, "text": text, "labels": label_ids(text, tokenizer)}
         out.append(packed | packed_mel(group, starts, wave, ext))
@@ -360,8 +353,9 @@ def timed(model, processor, examples: list[dict]) -> list[dict]:
 
     gen, extractor = model.generation_config, processor.feature_extractor
     limit = gen.max_new_tokens or max_target_tokens(model.config) - PREFIX_TOKENS  # a Hub config may set none
-    kwargs = dict(num_beams=gen.num_beams, max_new_tokens=limit,
-                  no_repeat_ngram_size=getattr(gen, "no_repeat_ngram_size", None))  # fmt: skip
+    kwargs = dict(
+        num_beams=gen.num_beams, max_new_tokens=limit, no_repeat_ngram_size=getattr(gen, "no_repeat_ngram_size", None)
+    )
     kwargs["use_cache"] = True  # off in the config while training with gradient checkpointing
     # FSDP: a process whose clips end sooner must keep running forwards for the others (Whisper's generate passes
     # synced_gpus=False on, so transformers' own FSDP check never runs): without it the first evaluation hangs
@@ -381,8 +375,12 @@ def timed(model, processor, examples: list[dict]) -> list[dict]:
             pieces.append((i, 0, len(wave)))
             continue
         cut = segments(wave, rate, window)
-        log.info("a %.1f s clip is longer than the %g s window: %d pieces between its pauses",
-                 len(wave) / rate, window, len(cut))  # fmt: skip
+        log.info(
+            "a %.1f s clip is longer than the %g s window: %d pieces between its pauses",
+            len(wave) / rate,
+            window,
+            len(cut),
+        )
         pieces += [(i, a, b) for a, b in cut]
     texts, size = [], max(len(audio), PIECES_PER_BATCH)
     for first in range(0, len(pieces), size):
@@ -417,12 +415,16 @@ def _generate(model, processor, waves: list[np.ndarray], kwargs: dict) -> list[s
     extractor, param = processor.feature_extractor, next(model.parameters())
     if is_whisper(extractor):
         with fp32_features():
-            inputs = {"input_features": extractor(waves, sampling_rate=extractor.sampling_rate,
-                                                  return_tensors="pt")["input_features"]}  # fmt: skip
+            inputs = {
+                "input_features": extractor(waves, sampling_rate=extractor.sampling_rate, return_tensors="pt")[
+                    "input_features"
+                ]
+            }
     else:
         inputs = audio_batch(waves, extractor)
-    inputs = {k: v.to(param.device, param.dtype) if v.is_floating_point() else v.to(param.device)
-              for k, v in inputs.items()}  # fmt: skip
+    inputs = {
+        k: v.to(param.device, param.dtype) if v.is_floating_point() else v.to(param.device) for k, v in inputs.items()
+    }
     if kwargs.get("synced_gpus") and "input_features" in inputs:
         inputs = {"encoder_outputs": _sharded_encoding(model, inputs["input_features"])}
     ids = model.generate(**inputs, **kwargs)
@@ -475,27 +477,29 @@ TASK = register(
         build=build,
         load=load,
         preprocess=preprocess,
-        preprocess_reads=("text", "audio"),
-        pack=pack,
         collate=collate,
-        loss_items=label_tokens,
         predict=predict,
-        timed=timed,
-        set_language=set_language,
         metrics=metrics,
         main_metric="wer",
         greater_is_better=False,
         model_config=Seq2SeqModelConfig,
-        validate=validate,
-        architectures=("WhisperForConditionalGeneration", "MoonshineForConditionalGeneration", "ForSpeechSeq2Seq"),
-        tab=Tab("asr", "Transcribe", "transcribe"),
-        usage='pipe("clip.wav")["text"]',
-        space=True,
         pipeline_tag="automatic-speech-recognition",
-        lora_targets=("q_proj", "v_proj"),
-        lora_heads=(),
-        # HF's Whisper fine-tuning guide: 1e-5 in full; its PEFT (LoRA) guide: 1e-3
-        learning_rates=LearningRates(scratch=3e-4, pretrained=1e-5, lora=1e-3),
-        normalize_text=False,  # Whisper writes cased, punctuated text; WER is scored after its own normaliser
+        caps=Capabilities(
+            preprocess_reads=("text", "audio"),
+            pack=pack,
+            loss_items=label_tokens,
+            timed=timed,
+            set_language=set_language,
+            validate=validate,
+            architectures=("WhisperForConditionalGeneration", "MoonshineForConditionalGeneration", "ForSpeechSeq2Seq"),
+            tab=Tab("asr", "Transcribe", "transcribe"),
+            usage='pipe("clip.wav")["text"]',
+            space=True,
+            lora_targets=("q_proj", "v_proj"),
+            lora_heads=(),
+            # HF's Whisper fine-tuning guide: 1e-5 in full; its PEFT (LoRA) guide: 1e-3
+            learning_rates=LearningRates(scratch=3e-4, pretrained=1e-5, lora=1e-3),
+            normalize_text=False,  # Whisper writes cased, punctuated text; WER is scored after its own normaliser
+        ),
     )
 )

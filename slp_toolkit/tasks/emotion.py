@@ -25,9 +25,10 @@ import numpy as np
 from slp_toolkit.config import ModelConfig, Recipe, UserError
 from slp_toolkit.data.splits import change_speed, column
 from slp_toolkit.metrics import classification_metrics
-from slp_toolkit.runtime.loading import apply_settings, explicit_keys
+from slp_toolkit.runtime.loading import apply_settings, explicit_keys, scratch_values
 from slp_toolkit.runtime.presets import CTC_PRESETS, WHISPER_PRESETS, check_preset
 from slp_toolkit.tasks import (
+    Capabilities,
     LearningRates,
     ModelLoadError,
     Tab,
@@ -95,20 +96,15 @@ def balanced_weights(seen: list[str], labels: list[str]) -> list[float]:
 
 
 # ---------------------------------------------------------------- building and loading
-def _regularisation(model_type: str, cfg: EmotionModelConfig) -> dict:
-    """A scratch model's dropout settings; and no SpecAugment time masks: measured on the synthetic corpus,
-    a small random-init wav2vec2 learns to read the class through the learned mask embedding (train-mode
-    accuracy rose while eval mode, which has no masks, predicted one class)."""
-    dropout, layerdrop = cfg.dropout or 0.0, cfg.layerdrop or 0.0
-    if model_type == "whisper":
-        return {
-            "dropout": dropout,
-            "attention_dropout": dropout,
-            "activation_dropout": dropout,
-            "encoder_layerdrop": layerdrop,
-        }
-    names = ("hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout", "final_dropout")
-    return {**dict.fromkeys(names, dropout), "layerdrop": layerdrop, "mask_time_prob": 0.0}
+def _settings(cfg: EmotionModelConfig) -> dict:
+    """The recipe's model settings by recipe key (None: a pretrained checkpoint's own)."""
+    return {"dropout": cfg.dropout, "layerdrop": cfg.layerdrop}
+
+
+# A scratch model gets no SpecAugment time masks: measured on the synthetic corpus, a small random-init wav2vec2
+# learns to read the class through the learned mask embedding (train-mode accuracy rose while eval mode, which
+# has no masks, predicted one class).
+SCRATCH_SETTINGS = {"mask_time_prob": 0.0}
 
 
 def build(recipe: Recipe, train_ds) -> tuple:
@@ -120,7 +116,11 @@ def build(recipe: Recipe, train_ds) -> tuple:
     if cfg.init == "scratch":
         try:
             model, extractor = scratch.build_audio_classifier(
-                labels, cfg.family, cfg.preset, cfg.sampling_rate, **_regularisation(cfg.family, cfg)
+                labels,
+                cfg.family,
+                cfg.preset,
+                cfg.sampling_rate,
+                settings=scratch_values(_settings(cfg)) | SCRATCH_SETTINGS,
             )
         except ValueError as err:  # unknown preset or family, Whisper at another rate
             raise ModelLoadError(f"model.preset/model.family: {err}") from None
@@ -151,7 +151,7 @@ def _pretrained(name: str, labels: list[str], cfg: EmotionModelConfig) -> tuple:
             f"{name}: a {family} checkpoint has no audio-classification head in transformers (families: "
             f"{', '.join(sorted(HEADS_OF))})"
         )
-    apply_settings(config, {"dropout": cfg.dropout, "layerdrop": cfg.layerdrop}, explicit_keys(cfg), family)
+    apply_settings(config, _settings(cfg), explicit_keys(cfg), family)
     model, info = _classifier(name, labels, "audio classifier", config=config, output_loading_info=True)
     fresh = [k for k in info["missing_keys"] if not k.startswith(HEADS)]
     if fresh:
@@ -169,8 +169,14 @@ def _classifier(name: str, labels: list[str], what: str, config=None, **kwargs):
     config = config if config is not None else load_or_fail(AutoConfig.from_pretrained, name, "model config")
     config.id2label = dict(enumerate(labels))
     config.label2id = {label: i for i, label in enumerate(labels)}
-    return load_or_fail(AutoModelForAudioClassification.from_pretrained, name, what, config=config,
-                        ignore_mismatched_sizes=True, **kwargs)  # fmt: skip
+    return load_or_fail(
+        AutoModelForAudioClassification.from_pretrained,
+        name,
+        what,
+        config=config,
+        ignore_mismatched_sizes=True,
+        **kwargs,
+    )
 
 
 def _attach(extractor, label2id: dict, crop_seconds: float | None, speed_perturb: float = 0.0) -> None:
@@ -348,27 +354,29 @@ TASK = register(
         build=build,
         load=load,
         preprocess=preprocess,
-        preprocess_reads=("label",),
         collate=collate,
         predict=predict,
-        ranked=top_k,
         metrics=metrics,
         main_metric="ua",
         greater_is_better=True,
         model_config=EmotionModelConfig,
-        validate=validate,
-        architectures=("ForAudioClassification", "ForSequenceClassification"),
-        tab=Tab("emotion", "Emotion", "classify"),
-        space=True,
         pipeline_tag="audio-classification",
-        lora_targets=("q_proj", "k_proj", "v_proj", "out_proj"),
-        lora_heads=HEADS,
-        # HF's audio-classification guide: 3e-5 for a pretrained encoder and a new head
-        learning_rates=LearningRates(scratch=3e-4, pretrained=3e-5, lora=1e-3),
-        compute_loss=compute_loss,
-        augment=augment,
-        augment_changes_label=("speed",),
-        keep=keep,
-        keep_why="a label not among the model's labels",
+        caps=Capabilities(
+            preprocess_reads=("label",),
+            ranked=top_k,
+            validate=validate,
+            architectures=("ForAudioClassification", "ForSequenceClassification"),
+            tab=Tab("emotion", "Emotion", "classify"),
+            space=True,
+            lora_targets=("q_proj", "k_proj", "v_proj", "out_proj"),
+            lora_heads=HEADS,
+            # HF's audio-classification guide: 3e-5 for a pretrained encoder and a new head
+            learning_rates=LearningRates(scratch=3e-4, pretrained=3e-5, lora=1e-3),
+            compute_loss=compute_loss,
+            augment=augment,
+            augment_changes_label=("speed",),
+            keep=keep,
+            keep_why="a label not among the model's labels",
+        ),
     )
 )

@@ -31,8 +31,19 @@ import numpy as np
 from slp_toolkit.config import ModelConfig, Recipe, rule
 from slp_toolkit.data.splits import column
 from slp_toolkit.metrics import asr_metrics, mel_cepstral_distortion
+from slp_toolkit.runtime.loading import apply_settings, explicit_keys, scratch_values
 from slp_toolkit.runtime.presets import SPEECHT5_PRESETS, check_preset
-from slp_toolkit.tasks import LearningRates, ModelLoadError, Tab, Task, load_or_fail, no_grad, register, tts_audio
+from slp_toolkit.tasks import (
+    Capabilities,
+    LearningRates,
+    ModelLoadError,
+    Tab,
+    Task,
+    load_or_fail,
+    no_grad,
+    register,
+    tts_audio,
+)
 
 log = logging.getLogger("slp")
 
@@ -116,29 +127,26 @@ def build(recipe: Recipe, train_ds) -> tuple:
 
     cfg: TtsModelConfig = recipe.model
     texts = column(train_ds, "raw_text")
-    # The loss modules read these at construction, so they go into the config, not onto it afterwards.
-    shape = {
+    settings = {
+        "dropout": cfg.dropout,
+        "layerdrop": cfg.layerdrop,  # speecht5_tts ships 0.1; its decoder prenet keeps its 0.5 dropout either way
         "use_guided_attention_loss": cfg.guided_attention_weight > 0,
         "guided_attention_loss_scale": cfg.guided_attention_weight,
     }
-    # as for every task, only what the recipe sets: else the checkpoint's own (speecht5_tts ships layerdrop 0.1;
-    # its decoder prenet keeps its 0.5 dropout either way), 0 for a scratch model
-    if cfg.layerdrop is not None or cfg.init == "scratch":
-        shape.update(encoder_layerdrop=cfg.layerdrop or 0.0, decoder_layerdrop=cfg.layerdrop or 0.0)
-    if cfg.dropout is not None:
-        shape.update(hidden_dropout=cfg.dropout, attention_dropout=cfg.dropout, activation_dropout=cfg.dropout)
     if cfg.init == "scratch":
-        if cfg.reduction_factor:
-            shape["reduction_factor"] = cfg.reduction_factor
+        shape = {"reduction_factor": cfg.reduction_factor} if cfg.reduction_factor else {}
         try:
-            model, processor = scratch.build_speecht5(texts, cfg.preset, **shape)
+            model, processor = scratch.build_speecht5(texts, cfg.preset, settings=scratch_values(settings), **shape)
         except ValueError as err:
             raise ModelLoadError(f"model.preset: {err}") from None
     else:
-        from transformers import SpeechT5ForTextToSpeech, SpeechT5Processor
+        from transformers import SpeechT5Config, SpeechT5ForTextToSpeech, SpeechT5Processor
 
-        processor = load_or_fail(SpeechT5Processor.from_pretrained, cfg.name_or_path, "SpeechT5 processor")
-        model = load_or_fail(SpeechT5ForTextToSpeech.from_pretrained, cfg.name_or_path, "SpeechT5 TTS model", **shape)
+        name = cfg.name_or_path
+        processor = load_or_fail(SpeechT5Processor.from_pretrained, name, "SpeechT5 processor")
+        config = load_or_fail(SpeechT5Config.from_pretrained, name, "SpeechT5 config")
+        apply_settings(config, settings, explicit_keys(cfg), "speecht5")  # before the model: its loss reads them
+        model = load_or_fail(SpeechT5ForTextToSpeech.from_pretrained, name, "SpeechT5 TTS model", config=config)
     c = model.config
     speakers = tts_audio.keep_speakers(column(train_ds, "speaker"), cfg.min_clips_per_speaker)
     dim = c.speaker_embedding_dim
@@ -253,8 +261,9 @@ def generate(model, processor, examples: list[dict], attentions: bool = False):
     """Log-mel frames per example (list of (T, mels) tensors) and, with `attentions`, the cross
     attentions of the first example (layers*heads, steps, tokens)."""
 
-    batch = collate([{"input_ids": processor.encode(_text(e)), "speaker": e.get("speaker", "")} for e in examples],
-                    processor)  # fmt: skip
+    batch = collate(
+        [{"input_ids": processor.encode(_text(e)), "speaker": e.get("speaker", "")} for e in examples], processor
+    )
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
     # The decoder prenet keeps its dropout on at inference (as SpeechT5 was trained to expect): seed it
@@ -382,25 +391,27 @@ TASK = register(
         preprocess=preprocess,
         collate=collate,
         predict=predict,
-        speakers=speakers,
-        vocoders=VOCODERS,
         metrics=metrics,
         main_metric="mcd",
         greater_is_better=False,
         model_config=TtsModelConfig,
-        validate=validate,
-        architectures=("ForTextToSpeech",),
-        tab=Tab("tts", "Synthesize", "synthesize"),
-        usage='pipe("Hello there.")',
         pipeline_tag="text-to-speech",
-        lora_targets=("q_proj", "v_proj"),
-        # HF's SpeechT5 text-to-speech fine-tuning guide: 1e-5 (the pretrained model drifts at higher rates)
-        learning_rates=LearningRates(scratch=3e-4, pretrained=1e-5, lora=1e-3),
-        audio_is_input=False,
-        lockstep_predict=False,  # SpeechT5 generate_speech: no synced_gpus; under FSDP each process stops alone
-        keep=keep,
-        keep_why="a speaker without a vector, or text it cannot speak",
-        summarize=summarize,
-        report=report,
+        caps=Capabilities(
+            speakers=speakers,
+            vocoders=VOCODERS,
+            validate=validate,
+            architectures=("ForTextToSpeech",),
+            tab=Tab("tts", "Synthesize", "synthesize"),
+            usage='pipe("Hello there.")',
+            lora_targets=("q_proj", "v_proj"),
+            # HF's SpeechT5 text-to-speech fine-tuning guide: 1e-5 (the pretrained model drifts at higher rates)
+            learning_rates=LearningRates(scratch=3e-4, pretrained=1e-5, lora=1e-3),
+            audio_is_input=False,
+            lockstep_predict=False,  # SpeechT5 generate_speech: no synced_gpus; under FSDP each process stops alone
+            keep=keep,
+            keep_why="a speaker without a vector, or text it cannot speak",
+            summarize=summarize,
+            report=report,
+        ),
     )
 )

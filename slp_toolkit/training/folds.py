@@ -166,8 +166,9 @@ def _test_fold(task, fold: Recipe, fold_dir: Path, data_cfg: DataConfig, how: tu
         speaker_column="speaker",
     )
     model, processor, ds = load_for_eval(task, str(fold_dir), str(fold_dir / "test.jsonl"), cfg, device=device)
-    metrics, _ = evaluate_split(with_precision(task, model, precision, str(fold_dir)), model, processor, ds,
-                                batch_seconds)  # fmt: skip
+    metrics, _ = evaluate_split(
+        with_precision(task, model, precision, str(fold_dir)), model, processor, ds, batch_seconds
+    )
     out = fold_dir / "eval"
     out.mkdir(exist_ok=True)
     write_metrics({**metrics, "speakers": ", ".join(group)}, out / "metrics.json")
@@ -213,8 +214,16 @@ def cmd_folds(args) -> int:
     from slp_toolkit.inference.commands import eval_data_config
     from slp_toolkit.inference.evaluate import format_table
 
-    summary = run_folds(args.model, args.data, args.folds, args.fold_override, eval_data_config(args),
-                        args.batch_seconds, args.device, args.precision)  # fmt: skip
+    summary = run_folds(
+        args.model,
+        args.data,
+        args.folds,
+        args.fold_override,
+        eval_data_config(args),
+        args.batch_seconds,
+        args.device,
+        args.precision,
+    )
     print(format_table({k: v for k, v in summary.items() if not k.startswith(("confusion/", "support/"))}))
     print(headline(summary))
     print(f"metrics written to {Path(args.model) / 'folds' / 'metrics.json'}")

@@ -72,7 +72,9 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
     accelerator = _accelerator(cfg)
     set_seed(cfg.seed)
     rate = model_sampling_rate(recipe.model)
-    augment = augmenter_for(recipe.augment, rate, task.audio_is_input, task.augment_changes_label)  # fails early
+    augment = augmenter_for(
+        recipe.augment, rate, task.caps.audio_is_input, task.caps.augment_changes_label
+    )  # fails early
     train_ds, eval_ds, model, processor = _data_and_model(recipe, task, accelerator, rate)
     if recipe.lora is not None:
         from slp_toolkit.training.lora import apply_lora, checkpoint_trainable_only
@@ -108,10 +110,10 @@ def train(recipe: Recipe, resume: bool = False) -> dict:
         # augmentation randomness is a function of the position, so a resumed run repeats it exactly
         rng = np.random.default_rng([cfg.seed, rank, *batch.key])
         # the task's own crops first: augmenting only the window that trains costs less
-        examples = [task.augment(e, rng) for e in batch.examples]
+        examples = [task.caps.augment(e, rng) for e in batch.examples]
         examples = augment(examples, rng) if augment else examples
         if recipe.data.pack:  # after augmentation: each clip keeps its own noise, speed and level
-            clips, examples = len(examples), task.pack(examples, processor, rng, model_config)
+            clips, examples = len(examples), task.caps.pack(examples, processor, rng, model_config)
             if not run.position:
                 log.info("data.pack: the first batch's %d clips fill %d model inputs", clips, len(examples))
         inputs = task.collate(examples, processor)
@@ -143,7 +145,7 @@ def _loop(run: Run, source, batches: Iterator, params: list) -> dict:
             progress = progress_of(cfg, state, source.epochs_done(run.position))
             for group in optimizer.param_groups:
                 group["lr"] = cfg.learning_rate * lr_factor(cfg, progress)
-            loss = task.compute_loss(model, inputs)
+            loss = task.caps.compute_loss(model, inputs)
             loss_value = accelerator.reduce(loss.detach(), "mean").item()  # the same on every rank
             finite = _update(accelerator, optimizer, loss * weight, params, cfg) if math.isfinite(loss_value) else False
             optimizer.zero_grad(set_to_none=True)
@@ -178,11 +180,11 @@ def _loop(run: Run, source, batches: Iterator, params: list) -> dict:
 
 def loss_weights(task, window: list[dict], accelerator) -> list[float]:
     """What each micro-batch's mean loss is multiplied by, so that the step's gradient is that of the mean over
-    every item (label token, utterance: task.loss_items) of the global batch, all accumulation steps and
+    every item (label token, utterance: task.caps.loss_items) of the global batch, all accumulation steps and
     processes together. A mean of per-micro-batch means made a short batch's items weigh more (transformers
     fixed the same in 4.46 with num_items_in_batch). Accelerate divides by the accumulation steps and DDP/FSDP
     average over processes: both undone here. One process, no accumulation: 1.0."""
-    items = [float(task.loss_items(inputs)) for inputs in window]
+    items = [float(task.caps.loss_items(inputs)) for inputs in window]
     total = torch.tensor(sum(items), device=accelerator.device)
     if accelerator.num_processes > 1:
         total = accelerator.reduce(total, "sum")
@@ -216,11 +218,16 @@ def _accelerator(cfg: TrainConfig):
     configure_memory(cfg.trim_memory_mb)
     launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
     if launched and launched != cfg.mixed_precision:
-        log.warning("the launch config asks for mixed precision %s, the recipe for %s: the recipe's "
-                    "train.mixed_precision applies", launched, cfg.mixed_precision)  # fmt: skip
+        log.warning(
+            "the launch config asks for mixed precision %s, the recipe for %s: the recipe's "
+            "train.mixed_precision applies",
+            launched,
+            cfg.mixed_precision,
+        )
     timeout = InitProcessGroupKwargs(timeout=timedelta(minutes=cfg.ddp_timeout_minutes))
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision,
-                              kwargs_handlers=[timeout])  # fmt: skip
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision, kwargs_handlers=[timeout]
+    )
     if cfg.tf32:
         speed_settings(accelerator.device)
     if cfg.mixed_precision == "bf16" and accelerator.device.type == "cpu" and not bf16_supported_on_cpu():

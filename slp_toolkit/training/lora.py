@@ -41,8 +41,8 @@ def apply_lora(model, cfg: LoraConfig, task: Task, base_dir: str | Path | None =
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
-    targets = list(cfg.target_modules or task.lora_targets)
-    heads = list(task.lora_heads if cfg.modules_to_save is None else cfg.modules_to_save)
+    targets = list(cfg.target_modules or task.caps.lora_targets)
+    heads = list(task.caps.lora_heads if cfg.modules_to_save is None else cfg.modules_to_save)
     _check_modules(model, targets, "lora.target_modules")
     _check_modules(model, heads, "lora.modules_to_save")
     base = _base_reference(model, base_dir)
@@ -60,9 +60,15 @@ def apply_lora(model, cfg: LoraConfig, task: Task, base_dir: str | Path | None =
     base_size = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n and ".modules_to_save." not in n)
     log.info(
         "LoRA r=%d on %s%s: %s trainable parameters, %.2f%% of the base's %s (adapter ~%.2f MB, base %.1f MB)",
-        cfg.r, ", ".join(targets), f" (+ full {', '.join(heads)})" if heads else "", f"{trainable:,}",
-        100 * trainable / base_size, f"{base_size:,}", 4 * trainable / 1e6, 4 * base_size / 1e6,
-    )  # fmt: skip
+        cfg.r,
+        ", ".join(targets),
+        f" (+ full {', '.join(heads)})" if heads else "",
+        f"{trainable:,}",
+        100 * trainable / base_size,
+        f"{base_size:,}",
+        4 * trainable / 1e6,
+        4 * base_size / 1e6,
+    )
     return model
 
 

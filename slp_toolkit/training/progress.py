@@ -49,8 +49,13 @@ class Progress:
 
         c = self.cfg
         if c.max_steps is None and c.max_minutes:  # a time budget: elapsed / budget seconds, with an ETA
-            return tqdm(total=round(60 * c.max_minutes), initial=round(state.elapsed), desc="train", unit="s",
-                        dynamic_ncols=True)  # fmt: skip
+            return tqdm(
+                total=round(60 * c.max_minutes),
+                initial=round(state.elapsed),
+                desc="train",
+                unit="s",
+                dynamic_ncols=True,
+            )
         return tqdm(total=c.max_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True)
 
     def show(self, **values) -> None:
@@ -80,12 +85,22 @@ class Progress:
         eta = f", ETA {clock(state.elapsed * (1 - done) / done)}" if 0 < done < 1 else ""
         values = dict(self.values)
         if self.recent:
-            values |= {"loss": f"{sum(self.recent) / len(self.recent):.3f}", "lr": f"{self.lr:.2e}",
-                       "audio_s_per_s": f"{self.speed:.3g}"}  # fmt: skip
+            values |= {
+                "loss": f"{sum(self.recent) / len(self.recent):.3f}",
+                "lr": f"{self.lr:.2e}",
+                "audio_s_per_s": f"{self.speed:.3g}",
+            }
             self.recent = []
         figures = "  ".join(f"{k} {v}" for k, v in values.items() if k != "step")
-        log.info("train: step %d%s (%.0f%%)  %s  %s elapsed%s", state.step, total, 100 * min(done, 1.0), figures,
-                 clock(state.elapsed), eta)  # fmt: skip
+        log.info(
+            "train: step %d%s (%.0f%%)  %s  %s elapsed%s",
+            state.step,
+            total,
+            100 * min(done, 1.0),
+            figures,
+            clock(state.elapsed),
+            eta,
+        )
 
     def close(self, state, done: float) -> None:
         if self.bar is not None:

@@ -98,10 +98,13 @@ class Run:
         """Every process predicts its shard of the eval split; the main process scores them (others: None)."""
         if self.eval_ds is None:
             return None
-        if self.sharded and not self.task.lockstep_predict:
+        if self.sharded and not self.task.caps.lockstep_predict:
             if self.acc.is_main_process and self.state.step <= self.cfg.eval_every:
-                log.warning("evaluation skipped: %s cannot predict with a model sharded over processes (FSDP); "
-                            "train with DDP to evaluate during training, or `slp eval` the saved model", self.task.name)  # fmt: skip
+                log.warning(
+                    "evaluation skipped: %s cannot predict with a model sharded over processes (FSDP); "
+                    "train with DDP to evaluate during training, or `slp eval` the saved model",
+                    self.task.name,
+                )
             return None
         model = self.acc.unwrap_model(self.model)
         state = self.acc.state if self.acc.num_processes > 1 else None
@@ -109,10 +112,10 @@ class Run:
             self.task, model, self.processor, self.eval_ds, self.cfg.batch_seconds, state, lockstep=self.sharded
         )
         # e.g. TTS: audio samples, spectrogram and alignment plots; a sharded model cannot run on one process
-        if self.acc.is_main_process and self.task.report is not None and not self.sharded:
+        if self.acc.is_main_process and self.task.caps.report is not None and not self.sharded:
             examples = examples_at(self.eval_ds, list(range(min(3, len(self.eval_ds)))))
             where = self.out / "samples" / f"step-{self.state.step:07d}"
-            self.task.report(model, self.processor, predictions[:3], examples, where, self.writer, self.state.step)
+            self.task.caps.report(model, self.processor, predictions[:3], examples, where, self.writer, self.state.step)
         model.train()
         return metrics
 

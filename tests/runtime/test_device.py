@@ -101,5 +101,7 @@ def test_bf16_whisper_inference_in_every_command_and_the_demo(tiny_models, corpu
     served, _ = demo.load_models({"asr": whisper, "emotion": emotion}, "cpu", "bf16")
     wave = np.zeros(16000, np.float32)
     assert isinstance(demo.predict(served["asr"], [wave])[0], str)
-    ranking = dataclasses.replace(served["emotion"].task, predict=functools.partial(served["emotion"].task.ranked, k=2))
+    ranking = dataclasses.replace(
+        served["emotion"].task, predict=functools.partial(served["emotion"].task.caps.ranked, k=2)
+    )
     assert len(demo.predict(served["emotion"], [wave], ranking)[0]) == 2

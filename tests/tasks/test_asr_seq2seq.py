@@ -141,7 +141,7 @@ def test_a_clip_longer_than_the_window_is_decoded_in_pieces_between_its_pauses(c
         long[int(a * 16000) : int(b * 16000)] = 0.1 * rng.standard_normal(int((b - a) * 16000))
     texts = TASK.predict(model.eval(), processor, [{"audio": long}, {"audio": long[:16000]}])
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
-    timed = TASK.timed(model, processor, [{"audio": long}, {"audio": long[:16000]}])  # `slp transcribe --json`
+    timed = TASK.caps.timed(model, processor, [{"audio": long}, {"audio": long[:16000]}])  # `slp transcribe --json`
     assert [t["text"] for t in timed] == texts
     assert timed[1]["chunks"] == [{"text": texts[1], "start": 0.0, "end": 1.0}]
     spans = [(c["start"], c["end"]) for c in timed[0]["chunks"]]
@@ -237,7 +237,7 @@ def test_packed_windows_hold_every_clip_once_with_its_transcript_and_cached_fram
     d = recipe_from_dict(tiny_recipe(corpus, corpus / "unused")).data
     ds = prepare(load_split(str(corpus / "train"), d, 16000, TASK.needs, 12), TASK, processor)
     rows = [ds[i] for i in range(12)]
-    packed = TASK.pack(rows, processor, np.random.default_rng(0), model.config)
+    packed = TASK.caps.pack(rows, processor, np.random.default_rng(0), model.config)
     assert len(packed) < len(rows) / 2
     for p in packed:
         assert len(p["audio"]) <= ext.n_samples and p["labels"] == SEQ2SEQ.label_ids(p["text"], processor.tokenizer)
@@ -257,16 +257,16 @@ def test_packed_windows_hold_every_clip_once_with_its_transcript_and_cached_fram
     assert all(n <= 3 * (c - 1) for n, c in zip(differ, clips, strict=True)), (differ, clips)
     assert sum(differ) > 0 and (got - want).abs().mean() < 1e-3
     # the batch's generator decides: the same draw packs alike, another differently
-    again = TASK.pack(rows, processor, np.random.default_rng(0), model.config)
+    again = TASK.caps.pack(rows, processor, np.random.default_rng(0), model.config)
     assert [p["text"] for p in again] == [p["text"] for p in packed]
-    assert [p["text"] for p in TASK.pack(rows, processor, np.random.default_rng(1), model.config)] != [
+    assert [p["text"] for p in TASK.caps.pack(rows, processor, np.random.default_rng(1), model.config)] != [
         p["text"] for p in packed
     ]
     # transcripts bound the window too; a clip changed by augmentation leaves its window to the extractor
-    short = TASK.pack(rows, processor, np.random.default_rng(0), SimpleNamespace(max_target_positions=20))
+    short = TASK.caps.pack(rows, processor, np.random.default_rng(0), SimpleNamespace(max_target_positions=20))
     assert len(short) > len(packed) and all(len(p["labels"]) <= 20 for p in short)
     changed = [{**rows[0], "audio": np.asarray(rows[0]["audio"]) * 0.5}, *rows[1:]]
-    mixed = TASK.pack(changed, processor, np.random.default_rng(0), model.config)
+    mixed = TASK.caps.pack(changed, processor, np.random.default_rng(0), model.config)
     assert sum("log_mel" not in p for p in mixed) == 1
     torch.testing.assert_close(
         TASK.collate(mixed, processor)["input_features"],

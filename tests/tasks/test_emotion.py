@@ -334,9 +334,9 @@ def test_speed_augmentation_is_warned_about_for_emotion(caplog):
     from slp_toolkit.data.augment import augmenter_for
 
     with caplog.at_level("WARNING", logger="slp"):
-        augmenter_for(AugmentConfig(noise_prob=0.5), 16000, True, TASK.augment_changes_label)
+        augmenter_for(AugmentConfig(noise_prob=0.5), 16000, True, TASK.caps.augment_changes_label)
         assert not caplog.records
-        augmenter_for(AugmentConfig(speed_prob=0.3), 16000, True, TASK.augment_changes_label)
+        augmenter_for(AugmentConfig(speed_prob=0.3), 16000, True, TASK.caps.augment_changes_label)
     assert "augment.speed_prob=0.3" in caplog.text and "pitch" in caplog.text
 
 

@@ -21,7 +21,7 @@ from slp_toolkit.cli import main
 from slp_toolkit.config import ModelConfig, rule
 from slp_toolkit.metrics import classification_metrics
 from slp_toolkit.serve import demo
-from slp_toolkit.tasks import TASKS, Tab, Task, get_task, no_grad, register
+from slp_toolkit.tasks import TASKS, Capabilities, Tab, Task, get_task, no_grad, register
 
 PACKAGE = Path(__file__).resolve().parents[2] / "slp_toolkit"
 NAME = "toy_voice"
@@ -136,19 +136,21 @@ TOY = Task(
     build=build,
     load=load,
     preprocess=preprocess,
-    preprocess_reads=("speaker",),
-    keep=keep,
-    keep_why="a voice the model was not trained on",
     collate=collate,
     predict=lambda model, extractor, examples: [best[0][0] for best in ranked(model, extractor, examples, 1)],
-    ranked=ranked,
     metrics=lambda predictions, examples: classification_metrics(predictions, [e["speaker"] for e in examples]),
     main_metric="wa",
     greater_is_better=True,
     pipeline_tag="audio-classification",
     model_config=VoiceModelConfig,
-    validate=validate,
-    tab=Tab("voice", "Voice", "classify"),
+    caps=Capabilities(
+        preprocess_reads=("speaker",),
+        keep=keep,
+        keep_why="a voice the model was not trained on",
+        ranked=ranked,
+        validate=validate,
+        tab=Tab("voice", "Voice", "classify"),
+    ),
 )
 
 

@@ -218,9 +218,9 @@ def test_speakers_with_too_few_clips_are_dropped_and_counted(corpus, caplog):
         _, processor = TASK.build(recipe_from_dict(raw), ds)
     assert list(processor.speakers) == ["x"]
     assert "dropped 1 speakers with fewer than 2 clips (1 clips in all)" in caplog.text
-    assert [TASK.keep(r, processor) for r in ds] == [True, True, False]
-    assert not TASK.keep({"raw_text": "?!", "speaker": "x"}, processor)  # nothing speakable: left out
-    assert not TASK.keep({"raw_text": "a " * 300, "speaker": "x"}, processor)  # beyond the text positions
+    assert [TASK.caps.keep(r, processor) for r in ds] == [True, True, False]
+    assert not TASK.caps.keep({"raw_text": "?!", "speaker": "x"}, processor)  # nothing speakable: left out
+    assert not TASK.caps.keep({"raw_text": "a " * 300, "speaker": "x"}, processor)  # beyond the text positions
 
 
 def test_file_embeddings_are_read_per_speaker_and_checked(tmp_path):

@@ -311,12 +311,12 @@ def test_accumulated_micro_batches_weigh_their_label_tokens_as_one_batch():
         weights = loss_weights(task, [short, long], acc) if weighted else [1.0, 1.0]
         for micro, w in zip([short, long], weights, strict=True):
             with acc.accumulate(model):
-                acc.backward(task.compute_loss(model, micro) * w)
+                acc.backward(task.caps.compute_loss(model, micro) * w)
         return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
     model.train(False)  # no dropout: the same function in every pass
     model.zero_grad()
-    task.compute_loss(model, whole).backward()
+    task.caps.compute_loss(model, whole).backward()
     expected = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
     assert torch.allclose(grads(True), expected, atol=1e-6, rtol=1e-4)
     assert not torch.allclose(grads(False), expected, atol=1e-6, rtol=1e-4)  # the old mean of means
