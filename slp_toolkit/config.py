@@ -155,6 +155,9 @@ class LoraConfig:
     dropout: float = field(default=0.05, metadata=rule(min=0.0, max=0.9))
     target_modules: list[str] | None = None  # None: the family's attention projections
     modules_to_save: list[str] | None = None  # None: the task's new head
+    # Adapt only the target modules inside this part of the model (a name in their dotted path, e.g. encoder or
+    # decoder); None: everywhere. An encoder-only Whisper LoRA leaves the decoder's language model as it was.
+    within: str | None = None
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ def apply_lora(model, cfg: LoraConfig, task: Task, base_dir: str | Path | None =
     heads = list(task.caps.lora_heads if cfg.modules_to_save is None else cfg.modules_to_save)
     _check_modules(model, targets, "lora.target_modules")
     _check_modules(model, heads, "lora.modules_to_save")
+    if cfg.within:
+        targets = _within(model, targets, cfg.within)
     base = _base_reference(model, base_dir)
     peft_config = PeftLoraConfig(  # task_type unset: a typed one makes Whisper's forward receive input_ids
         r=cfg.r,
@@ -59,9 +61,10 @@ def apply_lora(model, cfg: LoraConfig, task: Task, base_dir: str | Path | None =
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     base_size = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n and ".modules_to_save." not in n)
     log.info(
-        "LoRA r=%d on %s%s: %s trainable parameters, %.2f%% of the base's %s (adapter ~%.2f MB, base %.1f MB)",
+        "LoRA r=%d on %s%s%s: %s trainable parameters, %.2f%% of the base's %s (adapter ~%.2f MB, base %.1f MB)",
         cfg.r,
-        ", ".join(targets),
+        ", ".join(cfg.target_modules or task.caps.lora_targets),
+        f" in the {cfg.within} ({len(targets)} modules)" if cfg.within else "",
         f" (+ full {', '.join(heads)})" if heads else "",
         f"{trainable:,}",
         100 * trainable / base_size,
@@ -81,6 +84,19 @@ def _check_modules(model, names: list[str], key: str) -> None:
             f"{key}: {type(model).__name__} has no module named {', '.join(map(repr, missing))} "
             f"(its linear layers: {', '.join(linear)})"
         )
+
+
+def _within(model, targets: list[str], part: str) -> list[str]:
+    """The full names of the target modules that sit inside `part` (a component of their dotted path): peft
+    matches a full name exactly, so only those get adapters."""
+    names = [n for n, _ in model.named_modules()]
+    found = [n for n in names if n.rsplit(".", 1)[-1] in targets and part in n.split(".")[:-1]]
+    if not found:
+        parts = sorted({c for n in names for c in n.split(".")[:3] if c and not c.isdigit()})
+        raise ConfigError(
+            f"lora.within: no {', '.join(targets)} inside a part named {part!r} (parts: {', '.join(parts)})"
+        )
+    return found
 
 
 def _base_reference(model, base_dir: str | Path | None) -> str | None:

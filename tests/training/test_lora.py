@@ -203,3 +203,21 @@ def test_a_missing_target_module_is_one_line_naming_the_choices():
         ConfigError, match=r"lora.target_modules: Wav2Vec2ForCTC has no module named 'qv_proj' \(.*q_proj"
     ):
         apply_lora(model, LoraConfig(target_modules=["qv_proj"]), get_task("asr_ctc"))
+
+
+def test_lora_within_the_encoder_leaves_the_decoder_alone():
+    """`lora.within: encoder`: adapters only in the encoder (not in the decoder's cross-attention, whose name
+    says encoder_attn); a part the model lacks is one line naming the parts it has."""
+    from slp_toolkit.config import ConfigError, LoraConfig
+    from slp_toolkit.runtime.scratch import build_whisper
+    from slp_toolkit.training.lora import apply_lora
+
+    task = get_task("asr_seq2seq")
+    targets = ["q_proj", "v_proj"]
+    model = apply_lora(build_whisper("tiny")[0], LoraConfig(r=2, target_modules=targets, within="encoder"), task)
+    adapted = [n for n, p in model.named_parameters() if p.requires_grad]
+    layers = len(model.base_model.model.model.encoder.layers)
+    assert len(adapted) == 2 * len(targets) * layers  # lora_A and lora_B of each
+    assert all(".encoder.layers." in n and ".decoder." not in n for n in adapted), adapted
+    with pytest.raises(ConfigError, match=r"^lora.within: no q_proj inside a part named 'neck' \(parts: .*decoder"):
+        apply_lora(build_whisper("tiny")[0], LoraConfig(target_modules=["q_proj"], within="neck"), task)
