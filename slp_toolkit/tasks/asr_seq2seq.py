@@ -26,6 +26,7 @@ from slp_toolkit.metrics import asr_metrics, english_spelling, text_normalizer  
 from slp_toolkit.runtime.device import is_sharded
 from slp_toolkit.runtime.loading import apply_settings, explicit_keys, scratch_values
 from slp_toolkit.runtime.presets import WHISPER_PRESETS, check_preset, whisper_window
+from slp_toolkit.runtime.whisper_window import crop_window, fit_extractor, match_window
 from slp_toolkit.tasks import (
     Capabilities,
     LearningRates,
@@ -65,6 +66,10 @@ class Seq2SeqModelConfig(ModelConfig):
     # None (each): a pretrained checkpoint's own SpecAugment (Whisper's: off), none for a scratch model
     mask_time_prob: float | None = field(default=None, metadata=rule(min=0.0, max=1.0))
     mask_feature_prob: float | None = field(default=None, metadata=rule(min=0.0, max=1.0))
+    # Whisper's window in seconds (None: the checkpoint's own, 30). Shorter: the encoder's position table is
+    # cropped (whisper.cpp's audio_ctx), so a short clip costs the encoder window/30 of a full pass; zero-shot
+    # that costs accuracy, a fine-tune on the window teaches it (runtime/whisper_window.py).
+    window_seconds: int | None = field(default=None, metadata=rule(min=1, max=30))
 
 
 def _settings(cfg: Seq2SeqModelConfig) -> dict:
@@ -121,13 +126,19 @@ def _pretrained(cfg: Seq2SeqModelConfig, recipe: Recipe) -> tuple:
         )
     processor = load_or_fail(AutoProcessor.from_pretrained, name, f"{config.model_type} processor")
     if is_whisper(processor.feature_extractor):
+        if cfg.window_seconds:
+            fit_extractor(processor.feature_extractor, cfg.window_seconds)
         check_window(recipe, processor, name)  # before a download of the weights
+    elif cfg.window_seconds:
+        raise ModelLoadError(f"model.window_seconds: {config.model_type} models have no fixed window; drop it")
     elif {"language", "task"} & explicit_keys(cfg) and cfg.language not in ("english", "en"):
         raise ModelLoadError(f"model.language/model.task: {config.model_type} models have no language or task tokens")
     apply_settings(config, _settings(cfg), explicit_keys(cfg), config.model_type)
     if config.pad_token_id is None:  # labels are shifted right with it; Moonshine's config has none
         config.pad_token_id = config.eos_token_id
     model = load_or_fail(AutoModelForSpeechSeq2Seq.from_pretrained, name, f"{config.model_type} model", config=config)
+    if cfg.window_seconds:
+        crop_window(model, processor, cfg.window_seconds, name)
     return model, processor
 
 
@@ -247,6 +258,8 @@ def load(model_dir: str) -> tuple:
     processor = _load_processor(model_dir, base)
     model = load_or_fail(AutoModelForSpeechSeq2Seq.from_pretrained, base or model_dir, "speech seq2seq model")
     if base is not None:
+        if is_whisper(processor.feature_extractor):
+            match_window(model, processor, model_dir)  # an adapter trained on a cropped window
         try:  # the adapter run's decoding settings, saved beside the adapter
             model.generation_config = GenerationConfig.from_pretrained(model_dir)
         except OSError:
@@ -459,7 +472,11 @@ def validate(recipe: Recipe, fail) -> None:
     m = recipe.model
     check_preset(m, WHISPER_PRESETS, "Whisper", fail)
     if m.init == "scratch":
+        if m.window_seconds:
+            fail("model.window_seconds", "model.window_seconds: a scratch model's window is its preset's; drop it")
         window, name = whisper_window(m.preset), f"scratch:{m.preset}"
+    elif m.window_seconds:
+        window, name = m.window_seconds, f"{m.name_or_path} at model.window_seconds"
     else:
         settings = Path(m.name_or_path or "") / "preprocessor_config.json"
         try:
