@@ -2,12 +2,15 @@
 for asr_ctc (wav2vec2 CTC), asr_seq2seq (Whisper, vs `Seq2SeqTrainer`) and emotion (wav2vec2 classifier).
 
     python benchmarks/train_throughput.py [--tasks asr_ctc,asr_seq2seq,emotion] [--seconds 150] [--wait-idle 1200]
+    python benchmarks/train_throughput.py --tasks whisper_lora --corpus data/synth --seconds 300   # real weights
 
 For each task both sides train the same from-scratch `small` model (same seed; the initial weights are
 hashed and compared) on the same synthetic clips, with the same audio per batch, learning-rate curve and
 thread count, for the same wall time, one after the other, each in its own process. Throughput is audio
 seconds of real clips per second of training (first step to last, data preparation excluded); each
-final model is then scored on the corpus `test` split. The peers are in trainer_peers.py. See README.md.
+final model is then scored on the corpus `test` split. `whisper_lora` is the quickstart instead: the real
+whisper-tiny.en (`make weights`) with the quickstart's LoRA on both sides (the peer wraps it with the same
+peft config), scored on `test_unseen`. The peers are in trainer_peers.py. See README.md.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ SHARED_CORPUS = Path("/tmp/corpus3000")  # made by `slp data synth /tmp/corpus30
 RATE = 16000
 SEED = 0
 GOAL = 1.5
-TASKS = ("asr_ctc", "asr_seq2seq", "emotion")
+TASKS = ("asr_ctc", "asr_seq2seq", "emotion", "whisper_lora")
 # The model section of each side's recipe (both sides build the model through it) and what differs per
 # task: learning rate (the scratch recipes'), corpus kind, clips scored, length limits, clips used.
 SETUPS: dict[str, dict] = {
@@ -51,6 +54,14 @@ SETUPS: dict[str, dict] = {
         "model": {"init": "scratch", "family": "wav2vec2", "preset": "small", "sampling_rate": RATE,
                   "freeze_feature_encoder": False, "class_weights": "none"},  # the peer's loss is unweighted
         "learning_rate": 1e-3, "corpus": "emotion", "eval_clips": 200, "data": {},
+    },
+    "whisper_lora": {  # recipes/asr/whisper_quickstart.yaml's model, LoRA and learning rate
+        "task": "asr_seq2seq",
+        "model": {"name_or_path": str(ROOT / "models" / "whisper-tiny.en"), "num_beams": 1, "max_new_tokens": 128},
+        "lora": {"r": 32, "alpha": 64, "dropout": 0.05,
+                 "target_modules": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]},
+        "learning_rate": 1e-3, "corpus": "asr", "eval_clips": 120, "eval_split": "test_unseen",
+        "data": {"max_seconds": 30}, "ours_data": {"pack": True},
     },
 }  # fmt: skip
 
@@ -139,17 +150,18 @@ def batch_stats(real: list[float], padded: list[float]) -> dict:
     }
 
 
-def score(task_name: str, model_dir: Path, corpus: Path, batch_seconds: float, clips: int) -> dict:
-    """The task's metrics of a saved model on the first `clips` clips of the corpus' test split."""
+def score(spec: dict, model_dir: Path) -> dict:
+    """The task's metrics of a saved model on the first clips of the corpus' test split (the setup's)."""
     from slp_toolkit.config import DataConfig
     from slp_toolkit.data.splits import load_split
     from slp_toolkit.inference.evaluate import evaluate_split
     from slp_toolkit.tasks import get_task
 
-    task = get_task(task_name)
-    test = load_split(str(corpus / "test"), DataConfig(), RATE, task.needs, clips)
+    setup, task = SETUPS[spec["setup"]], get_task(spec["task"])
+    split = str(Path(spec["corpus"]) / setup.get("eval_split", "test"))
+    test = load_split(split, DataConfig(), RATE, task.needs, setup["eval_clips"])
     model, processor = task.load(str(model_dir))
-    metrics, _ = evaluate_split(task, model, processor, test, batch_seconds)
+    metrics, _ = evaluate_split(task, model, processor, test, spec["batch_seconds"])
     return {"metric": task.main_metric, "score": metrics[task.main_metric], "eval_clips": len(test)}
 
 
@@ -176,7 +188,7 @@ def recipe_for(spec: dict, side: str):
 
     from slp_toolkit.config import load_recipe
 
-    setup = SETUPS[spec["task"]]
+    setup = SETUPS[spec["setup"]]
     train = {
         "seed": SEED, "learning_rate": setup["learning_rate"], "batch_seconds": spec["batch_seconds"],
         "max_minutes": spec["seconds"] / 60, "num_threads": spec["threads"],
@@ -189,7 +201,7 @@ def recipe_for(spec: dict, side: str):
     recipe = {
         "task": spec["task"], "model": setup["model"], "data": data,
         "train": train, "output_dir": str(Path(spec["work"]) / side),
-    }  # fmt: skip
+    } | ({"lora": setup["lora"]} if "lora" in setup else {})  # fmt: skip
     path = Path(spec["work"]) / f"{side}_recipe.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return load_recipe(path)
@@ -263,7 +275,7 @@ def run_ours(spec: dict) -> dict:
         "prep": {"setup_s": round(meter.t_start - t_call, 2)},
         "settings": spec["ours"] | {"optimizer": "torch.optim.AdamW(fused=True)"},
         "init_fingerprint": init.get("fingerprint"),
-        **score(spec["task"], out, Path(spec["corpus"]), spec["batch_seconds"], SETUPS[spec["task"]]["eval_clips"]),
+        **score(spec, out),
     }
 
 
@@ -289,6 +301,10 @@ def run_trainer(spec: dict) -> dict:
     set_seed(SEED)
     model, processor = task.build(recipe, raw.select_columns([c for c in task.needs if c in raw.column_names]))
     init = fingerprint(model)
+    if recipe.lora is not None:  # the same peft config as ours (our helper builds it), as a peer user would write
+        from slp_toolkit.training.lora import apply_lora
+
+        model = apply_lora(model, recipe.lora, task)
     prepare, collator = PEERS[spec["task"]](processor, model)
     audio_as_numpy = raw.with_format("numpy", columns=["audio"], output_all_columns=True)
     train_ds = audio_as_numpy.map(prepare, remove_columns=["audio"], desc="preprocess")
@@ -346,7 +362,11 @@ def run_trainer(spec: dict) -> dict:
     )  # fmt: skip
     _profiled(spec, "trainer", trainer.train)
     meter.stop()
-    trainer.save_model(str(work / "trainer"))
+    if recipe.lora is not None:
+        trainer.model.merge_and_unload().save_pretrained(str(work / "trainer"))
+        processor.save_pretrained(str(work / "trainer"))
+    else:
+        trainer.save_model(str(work / "trainer"))
     r = meter.result
     return {
         "audio_s_per_s": sum(real) / r["wall_s"],
@@ -363,13 +383,7 @@ def run_trainer(spec: dict) -> dict:
             "group_by_length": True,
         },  # fmt: skip
         "init_fingerprint": init,
-        **score(
-            spec["task"],
-            work / "trainer",
-            Path(spec["corpus"]),
-            spec["batch_seconds"],
-            SETUPS[spec["task"]]["eval_clips"],
-        ),  # fmt: skip
+        **score(spec, work / "trainer"),
     }
 
 
@@ -454,7 +468,7 @@ def bench_task(task: str, args, corpus: Path, work: Path, out: Path) -> dict:
     ours = {"mixed_precision": args.precision, "compile": not args.no_compile,
             "trim_memory_mb": args.trim_memory_mb}  # fmt: skip
     spec = {
-        "task": task, "corpus": str(corpus.resolve()), "seconds": args.seconds, "batch_seconds": args.batch_seconds,
+        "setup": task, "task": SETUPS[task].get("task", task), "corpus": str(corpus.resolve()), "seconds": args.seconds, "batch_seconds": args.batch_seconds,
         "threads": args.threads, "work": str(work), "out": str(out), "profile": args.profile, "ours": ours,
         "trainer_bf16": args.trainer_bf16, "pack": not args.no_pack and "ours_data" in SETUPS[task],
     }  # fmt: skip
@@ -483,7 +497,8 @@ def bench_task(task: str, args, corpus: Path, work: Path, out: Path) -> dict:
         "config": {
             k: spec[k] for k in ("corpus", "seconds", "batch_seconds", "threads", "ours", "trainer_bf16", "pack")
         }
-        | {"model": SETUPS[task]["model"], "learning_rate": SETUPS[task]["learning_rate"], "seed": SEED},
+        | {"model": SETUPS[task]["model"], "learning_rate": SETUPS[task]["learning_rate"], "seed": SEED}
+        | {"lora": SETUPS[task].get("lora")},
     }
 
 

@@ -96,10 +96,14 @@ def trained_precision(model_dir: str | None) -> str | None:
 
 def with_precision(task, model, precision: str, model_dir: str | None = None):
     """The task with its predict (and ranked, timed) under bf16 autocast where `precision_for` says bf16: ~2x faster on CPUs with
-    AVX512-BF16/AMX and on GPUs, logits within bf16 rounding of fp32 (a near-tie frame may pick another token)."""
+    AVX512-BF16/AMX and on GPUs, logits within bf16 rounding of fp32 (a near-tie frame may pick another token).
+    int8 quantises the model's linear layers in place instead (CPU only)."""
     import dataclasses
 
     device = model_device(model)
+    if precision == "int8":
+        quantize_int8(model, device)
+        return task
     if precision_for(device, precision, model_dir) == "fp32":
         return task
     import torch
@@ -119,14 +123,32 @@ def with_precision(task, model, precision: str, model_dir: str | None = None):
     return dataclasses.replace(task, predict=autocast(task.predict), caps=dataclasses.replace(task.caps, **caps))
 
 
+def quantize_int8(model, device) -> None:
+    """Dynamic int8 quantisation of every nn.Linear, in place: weights int8 with a scale per output row (as
+    CTranslate2's int8), activations quantised per batch. CPU only (fbgemm/x86 kernels); see docs/whisper.md
+    for what it buys and costs."""
+    import warnings
+
+    import torch
+
+    if device.type != "cpu":
+        raise DeviceError(f"--precision int8 runs on the CPU (dynamic int8 kernels); on {device.type} use bf16")
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's notice that torchao is its successor; the kernels are the same
+        quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
+    log.info("int8 dynamic quantisation of the linear layers")
+
+
 def add_precision_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16"],
+        choices=["auto", "fp32", "bf16", "int8"],
         default="auto",
         help="bf16: autocast inference, ~2x faster on a GPU or where the CPU has bf16 (avx512_bf16/"
-        "AMX); auto: what the model's run evaluated in (its recipe's train.mixed_precision), else "
-        "bf16 on a GPU with bf16 and fp32 elsewhere",
+        "AMX); int8: dynamic int8 linear layers (CPU); auto: what the model's run evaluated in (its "
+        "recipe's train.mixed_precision), else bf16 on a GPU with bf16 and fp32 elsewhere",
     )
 
 

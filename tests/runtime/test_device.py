@@ -105,3 +105,29 @@ def test_bf16_whisper_inference_in_every_command_and_the_demo(tiny_models, corpu
         served["emotion"].task, predict=functools.partial(served["emotion"].task.caps.ranked, k=2)
     )
     assert len(demo.predict(served["emotion"], [wave], ranking)[0]) == 2
+
+
+def test_int8_quantises_linear_layers_on_cpu_only(tiny_models, corpus, capsys):
+    """`--precision int8` (dynamic int8 linear layers, CPU) runs every inference command on a Whisper; its
+    encoder states stay close to fp32's; anywhere but the CPU it is one line."""
+    from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
+
+    from slp_toolkit.cli import main
+    from slp_toolkit.runtime.device import quantize_int8
+
+    whisper = str(tiny_models["whisper"])
+    clip = str(next((corpus / "validation").glob("*.flac")))
+    for argv in (["transcribe", whisper, clip], ["classify", str(tiny_models["whisper-emotion"]), clip]):
+        assert main([*argv, "--precision", "int8"]) == 0, argv
+    task = get_task("asr_seq2seq")
+    model, _ = load_placed(task, whisper, "cpu")
+    features = torch.randn(1, model.config.num_mel_bins, 2 * model.config.max_source_positions)
+    with torch.inference_mode():
+        before = model.get_encoder()(features).last_hidden_state
+        quantize_int8(model, torch.device("cpu"))
+        after = model.get_encoder()(features).last_hidden_state
+    assert isinstance(model.get_encoder().layers[0].fc1, Int8Linear)
+    assert torch.nn.functional.cosine_similarity(before.flatten(), after.flatten(), dim=0) > 0.99
+    assert not torch.equal(before, after)
+    with pytest.raises(DeviceError, match="--precision int8 runs on the CPU"):
+        quantize_int8(model, torch.device("meta"))
