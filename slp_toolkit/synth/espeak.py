@@ -70,13 +70,24 @@ def available_voices() -> tuple[tuple[str, ...], tuple[str, ...]]:
     return ENGLISH_ACCENTS, tuple(variants)
 
 
+def other_languages() -> set[str]:
+    """The languages besides English that espeak-ng speaks (a `<code>_dict` in its data): the corpus writes English
+    sentences, but a test or a user may want another language's speech."""
+    import espeakng_loader
+
+    return {n.removesuffix("_dict") for n in os.listdir(espeakng_loader.get_data_path()) if n.endswith("_dict")}
+
+
 def check_voice(voice: str) -> None:
     """Raise ValueError naming `voice` and what exists, unless espeak-ng has it (espeak itself silently
     falls back to its default voice for an unknown variant)."""
     accents, variants = available_voices()
     accent, _, variant = voice.partition("+")
-    if accent not in accents:
-        raise ValueError(f"unknown voice {voice!r}: accent {accent!r} is not one of {', '.join(accents)}")
+    if accent not in accents and accent not in other_languages():
+        raise ValueError(
+            f"unknown voice {voice!r}: accent {accent!r} is not one of {', '.join(accents)} "
+            "(nor another language espeak-ng ships a dictionary for, e.g. es, fr, it, ru)"
+        )
     if variant and variant not in variants:
         raise ValueError(f"unknown voice {voice!r}: variant {variant!r} is not one of {', '.join(variants)}")
 

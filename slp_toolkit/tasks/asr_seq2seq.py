@@ -107,6 +107,8 @@ def build(recipe: Recipe, train_ds) -> tuple:
         raise ConfigError(f"data.pack joins clips into Whisper's window; {name} has none: drop data.pack")
     configure_decoding(model, processor, cfg)
     check_label_lengths(column(train_ds, "text"), processor, max_target_tokens(model.config), name)
+    if cfg.init != "scratch" and "language" not in explicit_keys(cfg) and multilingual(model.generation_config):
+        check_spoken_language(model, processor, train_ds, name)
     if cfg.freeze_encoder:
         model.get_encoder().requires_grad_(False)
     return model, processor
@@ -190,6 +192,36 @@ def _prefix(cfg: Seq2SeqModelConfig, many: bool) -> tuple[str | None, str | None
     if "language" not in set_here:
         log.info("model.language not set: labels and decoding use <|en|> (set model.language for other languages)")
     return language, cfg.task
+
+
+LANGUAGE_PROBE = 8  # training clips a multilingual Whisper listens to when the recipe leaves model.language
+
+
+def check_spoken_language(model, processor, train_ds, name: str) -> None:
+    """The recipe's default <|en|> on speech in another language trains the wrong prefix without a word: ask the
+    model what it hears in a few training clips and refuse, in one line, when most are one other language."""
+    from collections import Counter
+
+    import torch
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    if not hasattr(train_ds, "select") or not hasattr(model, "detect_language") or len(train_ds) == 0:
+        return  # a streamed split (no random access), or a family without language tokens
+    rows = sorted({round(i * (len(train_ds) - 1) / max(LANGUAGE_PROBE - 1, 1)) for i in range(LANGUAGE_PROBE)})
+    audio = [np.asarray(a, dtype=np.float32) for a in column(train_ds.select(rows), "audio")]
+    extractor = processor.feature_extractor
+    with fp32_features():
+        features = extractor(audio, sampling_rate=extractor.sampling_rate, return_tensors="pt").input_features
+    with torch.inference_mode():
+        ids = model.detect_language(features.to(model.device, model.dtype)).tolist()
+    codes = [processor.tokenizer.convert_ids_to_tokens(i).strip("<|>") for i in ids]
+    top, count = Counter(codes).most_common(1)[0]
+    if top != "en" and count >= max(2, 0.75 * len(codes)):
+        raise ConfigError(
+            f"data.train sounds like {LANGUAGES.get(top, top)} to {name} ({count} of {len(codes)} clips) but "
+            f"model.language defaults to english: set model.language: {LANGUAGES.get(top, top)} (english to keep it)"
+        )
+    log.info("data.train sounds like %s to %s (%d of %d clips)", LANGUAGES.get(top, top), name, count, len(codes))
 
 
 def set_language(model, processor, language: str) -> None:

@@ -473,6 +473,51 @@ def test_language_settings_that_cannot_agree_are_one_line(real_tiny_en):
         asr_seq2seq.configure_decoding(many, many_processor, cfg("x", language=None))
 
 
+def test_a_multilingual_whisper_left_at_the_default_english_refuses_speech_it_hears_as_another(
+    real_base, tmp_path, capsys
+):
+    """model.language defaults to english: Spanish speech was trained with <|en|> labels without a word. The
+    model now listens to a few training clips first; English speech, or a language the recipe sets, goes on."""
+    import soundfile as sf
+    import torchaudio
+
+    from slp_toolkit.config import load_recipe
+    from slp_toolkit.data.splits import load_split
+    from slp_toolkit.synth.espeak import synthesize
+
+    said = {"es": ["buenos dias, bienvenido al sistema de mensajes", "por favor introduzca su numero de buzon",
+                   "no hay mensajes nuevos en su buzon", "gracias por su llamada, hasta luego"],
+            "en": ["good morning and welcome to the message system", "please enter your mailbox number",
+                   "there are no new messages in your mailbox", "thank you for calling, goodbye"]}  # fmt: skip
+    for lang, texts in said.items():
+        (tmp_path / lang).mkdir()
+        for i, text in enumerate(texts):
+            wave, rate = synthesize(text, lang, rate=150)
+            sf.write(
+                tmp_path / lang / f"{i}.wav",
+                torchaudio.functional.resample(torch.from_numpy(wave), rate, 16000).numpy(),
+                16000,
+            )
+        rows = "".join(f"{i}.wav,{t}\n" for i, t in enumerate(texts))
+        (tmp_path / lang / "metadata.csv").write_text("file_name,transcription\n" + rows)
+
+    def recipe(lang: str, **model) -> Path:
+        path = tmp_path / f"{lang}-{len(model)}.yaml"
+        path.write_text(json.dumps({
+            "task": "asr_seq2seq", "model": {"name_or_path": str(real_base), **model},
+            "data": {"train": str(tmp_path / lang), "max_seconds": 30}, "train": {"max_steps": 1},
+            "output_dir": str(tmp_path / "out")}))  # fmt: skip
+        return path
+
+    assert main(["train", str(recipe("es"))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "data.train sounds like spanish" in err and "set model.language: spanish" in err, err
+    for lang, model in (("en", {}), ("es", {"language": "spanish"})):
+        r = load_recipe(recipe(lang, **model))
+        ds = load_split(r.data.train, r.data, 16000, TASK.needs)
+        TASK.build(r, ds)  # no refusal
+
+
 def test_whisper_inference_batches_count_clips():
     """A windowed model pays a window per clip: 8 clips a batch on CPU (measured best), 32 on a GPU."""
     from slp_toolkit.inference.evaluate import default_batch_seconds
