@@ -199,29 +199,37 @@ LANGUAGE_PROBE = 8  # training clips a multilingual Whisper listens to when the 
 
 def check_spoken_language(model, processor, train_ds, name: str) -> None:
     """The recipe's default <|en|> on speech in another language trains the wrong prefix without a word: ask the
-    model what it hears in a few training clips and refuse, in one line, when most are one other language."""
+    model what it hears in a few training clips and refuse, in one line, when most are one other language and
+    it is sure of it (a model that is not, e.g. random weights, only gets a log line)."""
     from collections import Counter
 
     import torch
     from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
-    if not hasattr(train_ds, "select") or not hasattr(model, "detect_language") or len(train_ds) == 0:
-        return  # a streamed split (no random access), or a family without language tokens
+    gen = model.generation_config
+    if not hasattr(train_ds, "select") or len(train_ds) == 0:
+        return  # a streamed split: no random access
     rows = sorted({round(i * (len(train_ds) - 1) / max(LANGUAGE_PROBE - 1, 1)) for i in range(LANGUAGE_PROBE)})
     audio = [np.asarray(a, dtype=np.float32) for a in column(train_ds.select(rows), "audio")]
     extractor = processor.feature_extractor
     with fp32_features():
         features = extractor(audio, sampling_rate=extractor.sampling_rate, return_tensors="pt").input_features
+    tokens, ids = zip(*gen.lang_to_id.items())
+    start = torch.full((len(audio), 1), gen.decoder_start_token_id, device=model.device)
     with torch.inference_mode():
-        ids = model.detect_language(features.to(model.device, model.dtype)).tolist()
-    codes = [processor.tokenizer.convert_ids_to_tokens(i).strip("<|>") for i in ids]
+        logits = model(input_features=features.to(model.device, model.dtype), decoder_input_ids=start).logits
+    sure, best = logits[:, -1, list(ids)].float().softmax(-1).max(-1)
+    codes = [tokens[i].strip("<|>") for i in best.tolist()]
     top, count = Counter(codes).most_common(1)[0]
-    if top != "en" and count >= max(2, 0.75 * len(codes)):
+    language = LANGUAGES.get(top, top)
+    confident = float(sure[[c == top for c in codes]].mean()) >= 0.5
+    if top != "en" and count >= max(2, 0.75 * len(codes)) and confident:
         raise ConfigError(
-            f"data.train sounds like {LANGUAGES.get(top, top)} to {name} ({count} of {len(codes)} clips) but "
-            f"model.language defaults to english: set model.language: {LANGUAGES.get(top, top)} (english to keep it)"
+            f"data.train sounds like {language} to {name} ({count} of {len(codes)} clips) but model.language "
+            f"defaults to english: set model.language: {language} (english to keep it)"
         )
-    log.info("data.train sounds like %s to %s (%d of %d clips)", LANGUAGES.get(top, top), name, count, len(codes))
+    log.info("data.train sounds like %s to %s (%d of %d clips%s)", language, name, count, len(codes),
+             "" if confident else ", unsure")  # fmt: skip
 
 
 def set_language(model, processor, language: str) -> None:
