@@ -26,6 +26,13 @@ from slp_toolkit.metrics import asr_metrics, english_spelling, text_normalizer  
 from slp_toolkit.runtime.device import is_sharded
 from slp_toolkit.runtime.loading import apply_settings, explicit_keys, scratch_values
 from slp_toolkit.runtime.presets import WHISPER_PRESETS, check_preset, whisper_window
+from slp_toolkit.runtime.whisper_language import (
+    heard_language,
+    label_prefix,
+    language_code,
+    language_name,
+    multilingual,
+)
 from slp_toolkit.runtime.whisper_window import crop_window, fit_extractor, match_window
 from slp_toolkit.tasks import (
     Capabilities,
@@ -156,7 +163,7 @@ def configure_decoding(model, processor, cfg: Seq2SeqModelConfig) -> None:
     prefix = 0
     if hasattr(processor.tokenizer, "set_prefix_tokens"):  # Whisper: <|lang|><|task|> after <|startoftranscript|>
         many = multilingual(gen)
-        language, task = _prefix(cfg, many)
+        language, task = label_prefix(cfg, many)
         # set_prefix_tokens(language=None) keeps a previous language: the attributes are set first
         processor.tokenizer.language, processor.tokenizer.task = language, task
         processor.tokenizer.set_prefix_tokens(predict_timestamps=False)
@@ -170,30 +177,6 @@ def configure_decoding(model, processor, cfg: Seq2SeqModelConfig) -> None:
     gen.max_length = None  # max_new_tokens rules; both set makes every generate() warn
 
 
-def _prefix(cfg: Seq2SeqModelConfig, many: bool) -> tuple[str | None, str | None]:
-    """(language code, task) of the label prefix and of decoding; the settings that cannot agree refused."""
-    set_here = explicit_keys(cfg)
-    if not many:
-        if "language" in set_here and cfg.language is not None and _language_code(cfg.language) != "en":
-            raise ModelLoadError(
-                f"model.language: {cfg.language} on an English-only Whisper (*.en); use a multilingual one"
-            )
-        if "task" in set_here and cfg.task != "transcribe":
-            raise ModelLoadError("model.task: translate needs a multilingual Whisper; *.en models only transcribe")
-        return None, None
-    if cfg.language is None:
-        raise ModelLoadError(
-            "model.language: null would train labels without a language token while generate() detects one and "
-            "inserts it; set the data's language (e.g. model.language: spanish)"
-        )
-    language = _language_code(cfg.language)
-    if language is None:
-        raise ModelLoadError(f"unknown Whisper language {cfg.language!r} (use e.g. english, en, french)")
-    if "language" not in set_here:
-        log.info("model.language not set: labels and decoding use <|en|> (set model.language for other languages)")
-    return language, cfg.task
-
-
 LANGUAGE_PROBE = 8  # training clips a multilingual Whisper listens to when the recipe leaves model.language
 
 
@@ -201,41 +184,25 @@ def check_spoken_language(model, processor, train_ds, name: str) -> None:
     """The recipe's default <|en|> on speech in another language trains the wrong prefix without a word: ask the
     model what it hears in a few training clips and refuse, in one line, when most are one other language and
     it is sure of it (a model that is not, e.g. random weights, only gets a log line)."""
-    from collections import Counter
-
-    import torch
-    from transformers.models.whisper.tokenization_whisper import LANGUAGES
-
-    gen = model.generation_config
     if not hasattr(train_ds, "select") or len(train_ds) == 0:
         return  # a streamed split: no random access
     rows = sorted({round(i * (len(train_ds) - 1) / max(LANGUAGE_PROBE - 1, 1)) for i in range(LANGUAGE_PROBE)})
     audio = [np.asarray(a, dtype=np.float32) for a in column(train_ds.select(rows), "audio")]
-    extractor = processor.feature_extractor
-    with fp32_features():
-        features = extractor(audio, sampling_rate=extractor.sampling_rate, return_tensors="pt").input_features
-    tokens, ids = zip(*gen.lang_to_id.items())
-    start = torch.full((len(audio), 1), gen.decoder_start_token_id, device=model.device)
-    with torch.inference_mode():
-        logits = model(input_features=features.to(model.device, model.dtype), decoder_input_ids=start).logits
-    sure, best = logits[:, -1, list(ids)].float().softmax(-1).max(-1)
-    codes = [tokens[i].strip("<|>") for i in best.tolist()]
-    top, count = Counter(codes).most_common(1)[0]
-    language = LANGUAGES.get(top, top)
-    confident = float(sure[[c == top for c in codes]].mean()) >= 0.5
-    if top != "en" and count >= max(2, 0.75 * len(codes)) and confident:
+    code, count, sure = heard_language(model, processor, audio)
+    language = language_name(code)
+    if code != "en" and count >= max(2, 0.75 * len(audio)) and sure:
         raise ConfigError(
-            f"data.train sounds like {language} to {name} ({count} of {len(codes)} clips) but model.language "
+            f"data.train sounds like {language} to {name} ({count} of {len(audio)} clips) but model.language "
             f"defaults to english: set model.language: {language} (english to keep it)"
         )
-    log.info("data.train sounds like %s to %s (%d of %d clips%s)", language, name, count, len(codes),
-             "" if confident else ", unsure")  # fmt: skip
+    log.info("data.train sounds like %s to %s (%d of %d clips%s)", language, name, count, len(audio),
+             "" if sure else ", unsure")  # fmt: skip
 
 
 def set_language(model, processor, language: str) -> None:
     """`--language` of slp eval/transcribe: decode a multilingual Whisper in `language` (a name or code) instead of
     the one it was trained or imported with; English-only checkpoints and Moonshine refuse anything but English."""
-    gen, code = model.generation_config, _language_code(language)
+    gen, code = model.generation_config, language_code(language)
     if code is None:
         raise ModelLoadError(f"--language {language}: not a Whisper language (use e.g. english, en, spanish, es)")
     if not (is_whisper(processor.feature_extractor) and multilingual(gen)):
@@ -248,20 +215,6 @@ def set_language(model, processor, language: str) -> None:
     processor.tokenizer.language = code
     processor.tokenizer.set_prefix_tokens(predict_timestamps=False)
     log.info("decoding in <|%s|> (--language)", code)
-
-
-def multilingual(gen) -> bool:
-    """Whether a Whisper's generation config knows languages (an *.en checkpoint's has no lang_to_id)."""
-    return bool(getattr(gen, "is_multilingual", True)) and bool(getattr(gen, "lang_to_id", None))
-
-
-def _language_code(language: str | None) -> str | None:
-    if language is None:
-        return None
-    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
-
-    code = TO_LANGUAGE_CODE.get(language.lower(), language.lower())
-    return code if code in LANGUAGES else None
 
 
 def check_window(recipe: Recipe, processor, name: str) -> None:
