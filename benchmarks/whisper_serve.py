@@ -93,6 +93,8 @@ def main() -> None:
     p.add_argument("--files", type=int, default=160)
     p.add_argument("--sides", default=",".join(SIDES))
     p.add_argument("--wait-idle", type=float, default=600)
+    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--work", default=str(ROOT / "outputs" / "bench_whisper_serve"), help="the export and the spec")
     p.add_argument("--child", default=None)
     p.add_argument("--spec", default=None)
     args = p.parse_args()
@@ -101,10 +103,10 @@ def main() -> None:
         for text in peer_child(spec["ct2"], spec["files"], args.child.removeprefix("fw_")):
             print(json.dumps({"text": text}))
         return
-    work = ROOT / "outputs" / "bench_whisper_serve"
+    work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     ct2 = work / "ct2"
-    if not (ct2 / "model.bin").is_file():
+    if any(side.startswith("fw_") for side in args.sides.split(",")) and not (ct2 / "model.bin").is_file():
         subprocess.run(
             [sys.executable, "-m", "slp_toolkit", "export", args.model, str(ct2), "--force"], check=True, cwd=ROOT
         )
@@ -121,8 +123,9 @@ def main() -> None:
         )
         results["sides"][side] = r
         print(side, r, flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
     base = results["sides"].get("fw_int8", {}).get("wall_s")
     print(f"\n{len(files)} clips, {audio_s:.0f} s of audio ({args.split}), model {args.model}\n")
     print("| side | wall s | RTF | WER | vs fw int8 |\n|---|---|---|---|---|")

@@ -39,6 +39,17 @@ def test_training_benchmark_packs_our_whisper_side_and_starts_both_alike(tmp_pat
     assert result["ratio"] > 0
 
 
+def test_whisper_serving_benchmark_scores_our_sides_on_the_same_clips(tmp_path, corpus, tiny_models):
+    """Our sides only: the peer (faster-whisper) is the benchmark's own dependency, not the tests'."""
+    out = tmp_path / "whisper_serve.json"
+    bench("whisper_serve.py", "--model", str(tiny_models["whisper"]), "--split", str(corpus / "validation"),
+          "--files", "3", "--sides", "ours,ours_int8", "--wait-idle", "0", "--out", str(out),
+          "--work", str(tmp_path / "work"), cache=tmp_path / "cache")  # fmt: skip
+    report = json.loads(out.read_text())
+    assert report["files"] == 3 and set(report["sides"]) == {"ours", "ours_int8"}
+    assert all(side["wall_s"] > 0 and 0 <= side["wer"] for side in report["sides"].values())
+
+
 def test_gpu_check_runs_every_inference_command_and_reports_where_each_model_ran(tmp_path, corpus):
     """The GPU script's inference half, on CPU: each command logs its model's device, which the script checks."""
     out = tmp_path / "gpu_check.json"
