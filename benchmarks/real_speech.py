@@ -145,7 +145,8 @@ def table() -> None:
     for lang in LANGUAGES:
         zero = {k.split("/")[1]: v["scores"][k.split("/")[1]] for k, v in results.items() if k.startswith("zero-shot/")}
         kinds = sorted(
-            {k.split("/")[0] for k in results if k.endswith("/" + lang)}, key=lambda k: (k != "zero-shot", k)
+            {k.split("/")[0] for k in results if k.endswith("/" + lang)},
+            key=lambda k: (k != "zero-shot", k not in ("lora", "full"), k),
         )
         for kind in kinds:
             row = results.get(f"{kind}/{lang}")
