@@ -65,16 +65,22 @@ def run_side(side: str, spec: dict) -> dict:
         cmd += ["--precision", "bf16"] if side == "ours_bf16" else []
     else:
         cmd = [sys.executable, __file__, "--child", side, "--spec", str(work / "spec.json")]
+    r = timed_side(side, cmd, env, spec["files"])
+    return r | {"files_per_s": round(len(r["texts"]) / r["wall_s"], 2)}
+
+
+def timed_side(side: str, cmd: list[str], env: dict, files: list[str]) -> dict:
+    """One side's process, alone: its wall time, the cores it kept busy, and the texts it printed as JSON lines
+    (ours, `slp transcribe --json`, checked to keep the files' order)."""
     before, began = busy_cores(), time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     wall = time.perf_counter() - began
     if done.returncode != 0:
         sys.exit(f"error: side {side} failed:\n{done.stderr[-3000:]}")
     lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
-    texts = [x["text"] for x in lines]
     if side.startswith("ours"):
-        assert [x["path"] for x in lines] == spec["files"], "slp transcribe changed the order"
-    return {"wall_s": round(wall, 1), "files_per_s": round(len(texts) / wall, 2), "texts": texts,
+        assert [x["path"] for x in lines] == files, "slp transcribe changed the order"
+    return {"wall_s": round(wall, 1), "texts": [x["text"] for x in lines],
             "cores": round(cores_used(before, busy_cores()), 2)}  # fmt: skip
 
 

@@ -22,13 +22,13 @@ import os
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_throughput import ROOT, busy_cores, cores_used, wait_idle  # noqa: E402
+from inference import timed_side  # noqa: E402
+from train_throughput import ROOT, wait_idle  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "whisper_serve.json"
 SIDES = ("fw_float32", "fw_int8", "ours", "ours_int8")
@@ -61,19 +61,7 @@ def run_side(side: str, spec: dict) -> dict:
         cmd = [sys.executable, "-m", "slp_toolkit", "transcribe", spec["model"], *spec["files"], "--json", *FLAGS[side]]
     else:
         cmd = [sys.executable, __file__, "--child", side, "--spec", spec["spec_path"]]
-    before, began = busy_cores(), time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    wall = time.perf_counter() - began
-    if done.returncode != 0:
-        sys.exit(f"error: side {side} failed:\n{done.stderr[-3000:]}")
-    lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
-    if side.startswith("ours"):
-        assert [x["path"] for x in lines] == spec["files"], "slp transcribe changed the order"
-    return {
-        "wall_s": round(wall, 1),
-        "texts": [x["text"] for x in lines],
-        "cores": round(cores_used(before, busy_cores()), 2),
-    }
+    return timed_side(side, cmd, env, spec["files"])
 
 
 def wer(refs: list[str], hyps: list[str]) -> float:
